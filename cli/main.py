@@ -1,0 +1,111 @@
+"""The ``nanum`` command: one tool for centres, members, partners, auditors and admins.
+
+Owns argument parsing, output (human by default, ``--json`` for scripts) and exit codes.
+Exit codes (stable, documented in README.md):
+    0 success, 1 the ledger refused (rejection code shown), 2 usage error,
+    3 input file or key problem, 4 node unreachable or unavailable (retry), 5 verification failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import click
+
+from ledger.keys import KeyFileError, SigningKey, read_key_file, write_key_file
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_UNAVAILABLE = 4
+EXIT_VERIFY_FAILED = 5
+
+
+def _version() -> str:
+    try:
+        return version("nanum-ledger")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class UserError(click.ClickException):
+    """A mistake a person can fix; shown as one line, never as a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _passphrase(env_name: str | None) -> bytes | None:
+    import os
+
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise UserError(f"environment variable {env_name} is not set")
+    return value.encode()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), prog_name="nanum")
+def main() -> None:
+    """nanum: the Nanum Bank's permissioned ledger of volunteer and donation points."""
+
+
+@main.group()
+def keys() -> None:
+    """Create and inspect Ed25519 keys (PKCS#8 PEM files, mode 0600)."""
+
+
+@keys.command("generate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-env", metavar="VAR", help="Encrypt the key with the passphrase in this environment variable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def keys_generate(path: Path, passphrase_env: str | None, as_json: bool) -> None:
+    """Generate a new key at PATH (refuses to overwrite) and print its party id."""
+    key = SigningKey.generate()
+    try:
+        write_key_file(path, key, _passphrase(passphrase_env))
+    except FileExistsError:
+        raise UserError(f"{path} already exists; keys are never overwritten") from None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    _print_key(path, key, as_json)
+
+
+@keys.command("show")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--passphrase-env", metavar="VAR", help="The key's passphrase is in this environment variable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def keys_show(path: Path, passphrase_env: str | None, as_json: bool) -> None:
+    """Print the public key and party id of the key at PATH."""
+    try:
+        key = read_key_file(path, _passphrase(passphrase_env))
+    except KeyFileError as exc:
+        raise UserError(str(exc)) from None
+    _print_key(path, key, as_json)
+
+
+def _print_key(path: Path, key: SigningKey, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "public_key": key.public_key.hex(),
+                               "party_id": key.party_id.hex()}))
+    else:
+        click.echo(f"key file:   {path}\npublic key: {key.public_key.hex()}\nparty id:   {key.party_id.hex()}")
+
+
+@main.command()
+def demo() -> None:
+    """Run a local consortium end to end (arrives with the nodes issue; for now, the ledger core)."""
+    from cli.demo import run_demo
+
+    sys.exit(run_demo())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Blocks: header, wire form, hash, and executing a batch of transactions into a block.
+
+Owns the block format (docs/FORMAT.md "Blocks") and the one function that turns
+(chain head, transactions, time) into the next block with all its effects
+(``execute_block``), plus its mirror for a block received from elsewhere
+(``replay_block``), which re-executes it and names the first thing that differs.
+
+    header = ["nanum/v1/block-header", chain_id, height, prev_hash, time_ms, tx_count,
+              tree_size, tree_root, state_root]
+    block_hash = SHA-256(encode(header))
+    entry = encode([tx_bytes:bin, code:uint])      -- one Merkle leaf per entry
+    block = encode([header, [entry:bin, ...]])
+
+Certificates (node signatures over the block hash) travel beside the block, never inside
+the hashed header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from ledger.codes import Code
+from ledger.commitment import StateCommitment
+from ledger.encoding import (
+    DecodeError,
+    decode,
+    encode,
+    expect_array,
+    expect_bytes,
+    expect_list,
+    expect_text,
+    expect_uint,
+)
+from ledger.limits import (
+    CHAIN_ID_BYTES,
+    HASH_BYTES,
+    MAX_BLOCK_BYTES,
+    MAX_TIME_MS,
+    MAX_TX_BYTES,
+    MAX_TXS_PER_BLOCK,
+)
+from ledger.merkle import Frontier, leaf_hash
+from ledger.rules import apply_genesis, apply_tx
+from ledger.state import Overlay, StateReader, TxRecord
+from ledger.tx import (
+    Deposit,
+    Genesis,
+    Redeem,
+    Refund,
+    RegisterMember,
+    Rejected,
+    Rejection,
+    Reversal,
+    Tx,
+    TxKind,
+    check_signatures,
+    check_tx,
+    decode_tx,
+)
+
+HEADER_TAG = "nanum/v1/block-header"
+GENESIS_PREV_HASH = bytes(HASH_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    chain_id: bytes
+    height: int
+    prev_hash: bytes
+    time_ms: int
+    tx_count: int
+    tree_size: int
+    tree_root: bytes
+    state_root: bytes
+
+    def to_wire(self) -> list:
+        return [HEADER_TAG, self.chain_id, self.height, self.prev_hash, self.time_ms,
+                self.tx_count, self.tree_size, self.tree_root, self.state_root]
+
+    def hash(self) -> bytes:
+        return hashlib.sha256(encode(self.to_wire())).digest()
+
+    @classmethod
+    def from_wire(cls, value: object) -> "Header":
+        f = expect_array(value, 9, "header")
+        if expect_text(f[0], "header.tag", 64) != HEADER_TAG:
+            raise DecodeError(f"header tag must be {HEADER_TAG!r}", "header.tag")
+        return cls(
+            chain_id=expect_bytes(f[1], "header.chain_id", size=CHAIN_ID_BYTES),
+            height=expect_uint(f[2], "header.height"),
+            prev_hash=expect_bytes(f[3], "header.prev_hash", size=HASH_BYTES),
+            time_ms=expect_uint(f[4], "header.time_ms", 0, MAX_TIME_MS),
+            tx_count=expect_uint(f[5], "header.tx_count", 0, MAX_TXS_PER_BLOCK),
+            tree_size=expect_uint(f[6], "header.tree_size"),
+            tree_root=expect_bytes(f[7], "header.tree_root", size=HASH_BYTES),
+            state_root=expect_bytes(f[8], "header.state_root", size=HASH_BYTES),
+        )
+
+
+def encode_entry(tx_raw: bytes, code: Code) -> bytes:
+    return encode([tx_raw, int(code)])
+
+
+def decode_entry(raw: bytes) -> tuple[bytes, int]:
+    fields = expect_array(decode(raw, MAX_TX_BYTES + 16), 2, "entry")
+    return (expect_bytes(fields[0], "entry.tx", max_size=MAX_TX_BYTES),
+            expect_uint(fields[1], "entry.code", 0, max(Code)))
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: Header
+    entries: tuple[bytes, ...]     # encoded entries, each one Merkle leaf
+
+    def encode(self) -> bytes:
+        return encode([self.header.to_wire(), list(self.entries)])
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash()
+
+
+def decode_block(raw: bytes) -> Block:
+    fields = expect_array(decode(raw, MAX_BLOCK_BYTES), 2, "block")
+    header = Header.from_wire(fields[0])
+    entries = expect_list(fields[1], MAX_TXS_PER_BLOCK, "entries")
+    for i, entry in enumerate(entries):
+        expect_bytes(entry, f"entries[{i}]", max_size=MAX_TX_BYTES + 16)
+    return Block(header, tuple(entries))
+
+
+@dataclass(slots=True)
+class ChainHead:
+    """What extending the chain needs: the last header, the Merkle frontier, the state vector."""
+
+    header: Header
+    frontier: Frontier
+    commitment: StateCommitment
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash()
+
+    @property
+    def chain_id(self) -> bytes:
+        return self.header.chain_id
+
+
+@dataclass(slots=True)
+class ExecutedBlock:
+    """A block with everything its application changes; the store persists all of it at once."""
+
+    block: Block
+    head: ChainHead                                  # the head after this block
+    state: Overlay                                   # state changes and transaction records
+    merkle_nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    codes: list[Code] = field(default_factory=list)
+    accounts: list[tuple[bytes, int, int]] = field(default_factory=list)   # (id, leaf, index)
+
+
+def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateReader) -> ExecutedBlock:
+    """Builds the next block from statically checked transactions. Every transaction gets an
+    entry with its result code. The block time never goes backwards: it is clamped to the
+    previous block's time."""
+    assert 0 < len(txs) <= MAX_TXS_PER_BLOCK, "a block holds 1..MAX_TXS_PER_BLOCK transactions"
+    time_ms = min(max(time_ms, head.header.time_ms), MAX_TIME_MS)
+    height = head.header.height + 1
+    overlay = Overlay(base)
+    frontier = head.frontier.copy()
+    nodes: list[tuple[int, int, bytes]] = []
+    entries, codes = [], []
+    accounts: list[tuple[bytes, int, int]] = []
+    for index, tx in enumerate(txs):
+        code = apply_tx(tx, overlay, time_ms)
+        entry = encode_entry(tx.raw, code)
+        if code not in (Code.EXISTS, Code.EXISTS_WITH_DIFFERENT_FIELDS):
+            overlay.put_tx_record(tx.tx_id, TxRecord(height, index, frontier.size, tx.body_hash(), code))
+            accounts.extend((party, frontier.size, index) for party in parties_of(tx, overlay))
+        nodes.extend(frontier.append(leaf_hash(entry)))
+        entries.append(entry)
+        codes.append(code)
+    commitment = head.commitment.copy()
+    overlay.apply_to(commitment)
+    header = Header(head.chain_id, height, head.hash, time_ms, len(txs), frontier.size,
+                    frontier.root(), commitment.root())
+    return ExecutedBlock(Block(header, tuple(entries)), ChainHead(header, frontier, commitment),
+                         overlay, nodes, codes, accounts)
+
+
+def parties_of(tx: Tx, state: Overlay) -> set[bytes]:
+    """Every id whose history shows this transaction: its author, and the member it touches."""
+    parties = {tx.author_id}
+    payload = tx.payload
+    if isinstance(payload, (RegisterMember, Deposit)):
+        parties.add(payload.member_id)
+    elif isinstance(payload, Redeem):
+        parties.add(payload.voucher.member_id)
+    elif isinstance(payload, Refund):
+        redemption = state.redemption(payload.redemption_id)
+        if redemption is not None:
+            parties.add(redemption.member_id)
+    elif isinstance(payload, Reversal):
+        deposit = state.deposit(payload.deposit_id)
+        if deposit is not None:
+            parties.add(deposit.member_id)
+    return parties
+
+
+class BlockError(Exception):
+    """A block that does not verify. ``height``, ``index`` (transaction position, or None for
+    the header) and ``field`` name the first bad place; the message says why."""
+
+    def __init__(self, height: int, index: int | None, field: str, reason: str) -> None:
+        where = f"block {height}" + (f", transaction {index}" if index is not None else "")
+        super().__init__(f"{where}, {field}: {reason}")
+        self.height, self.index, self.field, self.reason = height, index, field, reason
+
+
+CheckFn = Callable[[bytes, bytes], Tx]
+
+
+def replay_block(head: ChainHead, block: Block, base: StateReader, check: CheckFn = check_tx) -> ExecutedBlock:
+    """Re-executes a received block on top of ``head`` and compares every recorded result and
+    header field. ``check`` is the static check (it may consult a cache of signatures already
+    verified on this node). Raises BlockError at the first difference."""
+    header = block.header
+    _check_header_link(head, header)
+    txs = []
+    for index, entry in enumerate(block.entries):
+        txs.append(_checked_entry_tx(head, header.height, index, entry, check))
+    if not txs:
+        raise BlockError(header.height, None, "entries", "a block holds at least one transaction")
+    executed = execute_block(head, txs, header.time_ms, base)
+    for index, (mine, theirs) in enumerate(zip(executed.block.entries, block.entries)):
+        if mine != theirs:
+            recorded = decode_entry(theirs)[1]
+            raise BlockError(header.height, index, "code",
+                             f"recorded result {recorded}, the rules give {int(executed.codes[index])}")
+    _compare_header(executed.block.header, header)
+    return executed
+
+
+def _check_header_link(head: ChainHead, header: Header) -> None:
+    h = header.height
+    if header.chain_id != head.chain_id:
+        raise BlockError(h, None, "header.chain_id", "not this chain's id")
+    if h != head.header.height + 1:
+        raise BlockError(h, None, "header.height", f"expected height {head.header.height + 1}")
+    if header.prev_hash != head.hash:
+        raise BlockError(h, None, "header.prev_hash", "does not match the hash of the previous block")
+    if header.time_ms < head.header.time_ms:
+        raise BlockError(h, None, "header.time_ms", "earlier than the previous block's time")
+    if header.tx_count != 0 and header.tx_count > MAX_TXS_PER_BLOCK:
+        raise BlockError(h, None, "header.tx_count", "over the block limit")
+
+
+def _checked_entry_tx(head: ChainHead, height: int, index: int, entry: bytes, check: CheckFn) -> Tx:
+    try:
+        tx_raw, _ = decode_entry(entry)
+    except DecodeError as exc:
+        raise BlockError(height, index, exc.field or "entry", str(exc)) from None
+    try:
+        return check(tx_raw, head.chain_id)
+    except Rejected as exc:
+        rejection = exc.rejection
+        raise BlockError(height, index, rejection.field or "tx",
+                         f"{rejection.code.name}: {rejection.detail}") from None
+
+
+def _compare_header(mine: Header, theirs: Header) -> None:
+    for name in ("tx_count", "tree_size", "tree_root", "state_root"):
+        if getattr(mine, name) != getattr(theirs, name):
+            raise BlockError(theirs.height, None, f"header.{name}",
+                             "does not match the value recomputed from the transactions")
+
+
+# --- genesis --------------------------------------------------------------------------------
+
+
+def genesis_block(genesis_tx: Tx, base: StateReader) -> ExecutedBlock:
+    """Checks the genesis transaction and builds block 0 from it."""
+    check_genesis_tx(genesis_tx)
+    genesis: Genesis = genesis_tx.payload
+    overlay = Overlay(base)
+    apply_genesis(genesis, overlay)
+    overlay.put_tx_record(genesis_tx.tx_id, TxRecord(0, 0, 0, genesis_tx.body_hash(), Code.OK))
+    frontier = Frontier.empty()
+    entry = encode_entry(genesis_tx.raw, Code.OK)
+    nodes = frontier.append(leaf_hash(entry))
+    commitment = StateCommitment()
+    overlay.apply_to(commitment)
+    header = Header(genesis.chain_id(), 0, GENESIS_PREV_HASH, genesis.created_ms, 1, 1,
+                    frontier.root(), commitment.root())
+    return ExecutedBlock(Block(header, (entry,)), ChainHead(header, frontier, commitment),
+                         overlay, nodes, [Code.OK], [(genesis_tx.author_id, 0, 0)])
+
+
+def check_genesis_tx(tx: Tx) -> None:
+    """Raises Rejected unless ``tx`` is a genesis transaction for its own chain id, signed by
+    at least ``threshold`` of the admins it names."""
+    if tx.kind != TxKind.GENESIS:
+        raise Rejected(Rejection(Code.MALFORMED, "kind", "block 0 holds the genesis transaction"))
+    genesis: Genesis = tx.payload
+    chain_id = genesis.chain_id()
+    if tx.tx_id != chain_id:
+        raise Rejected(Rejection(Code.MALFORMED, "tx_id", "the genesis transaction id is the chain id"))
+    check_signatures(tx, chain_id)
+    admins = {a.public_key for a in genesis.admins}
+    if any(signer not in admins for signer in tx.signers()):
+        raise Rejected(Rejection(Code.NOT_AUTHORISED, "approvals", "a genesis signer is not a named admin"))
+    if len(tx.signers()) < genesis.threshold:
+        raise Rejected(Rejection(Code.INSUFFICIENT_APPROVALS, "approvals",
+                                 f"genesis needs {genesis.threshold} admin signatures"))
+
+
+def decode_genesis_block(raw: bytes, base: StateReader) -> ExecutedBlock:
+    """Verifies an encoded block 0 completely and returns it executed; BlockError if not."""
+    try:
+        block = decode_block(raw)
+    except DecodeError as exc:
+        raise BlockError(0, None, exc.field or "block", str(exc)) from None
+    if len(block.entries) != 1:
+        raise BlockError(0, None, "entries", "block 0 holds exactly the genesis transaction")
+    try:
+        tx_raw, code = decode_entry(block.entries[0])
+        tx = decode_tx(tx_raw)
+        executed = genesis_block(tx, base)
+    except DecodeError as exc:
+        raise BlockError(0, 0, exc.field or "entry", str(exc)) from None
+    except Rejected as exc:
+        raise BlockError(0, 0, exc.rejection.field, str(exc.rejection)) from None
+    if executed.block.encode() != raw:
+        mine, theirs = executed.block.header, block.header
+        for name in ("chain_id", "height", "prev_hash", "time_ms", "tx_count", "tree_size",
+                     "tree_root", "state_root"):
+            if getattr(mine, name) != getattr(theirs, name):
+                raise BlockError(0, None, f"header.{name}", "does not match the genesis transaction")
+        raise BlockError(0, 0, "code", "the genesis entry must record code 0")
+    return executed

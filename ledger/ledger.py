@@ -1,0 +1,149 @@
+"""A node's ledger: the LMDB store with its chain head, and the operations a node needs.
+
+Owns the sequence "execute against a consistent snapshot, then commit in one durable write"
+and the queries answered from the store (balances, transactions with inclusion proofs,
+history, checkpoints). It is single-writer: one Ledger object per store, driven by one
+thread (the node runtime serialises writes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ledger import merkle
+from ledger.block import (
+    BlockError,
+    ChainHead,
+    ExecutedBlock,
+    decode_block,
+    decode_genesis_block,
+    execute_block,
+    replay_block,
+)
+from ledger.codes import Code
+from ledger.encoding import DecodeError, decode
+from ledger.state import MemoryState, Overlay, TxRecord
+from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
+from ledger.tx import Genesis, Tx, check_tx, decode_tx
+
+
+@dataclass(frozen=True, slots=True)
+class TxView:
+    """A recorded transaction, its result, and its inclusion proof at the current tree size."""
+
+    tx: Tx
+    record: TxRecord
+    entry: bytes
+    proof: list[bytes]
+    tree_size: int
+    tree_root: bytes
+
+    @property
+    def code(self) -> Code:
+        return Code(self.record.code)
+
+
+class Ledger:
+    def __init__(self, store: Store) -> None:
+        head = store.head()
+        if head is None:
+            raise StoreError(f"the store at {store.path} has no genesis block; create it first")
+        self.store = store
+        self.head: ChainHead = head
+        with store.reader() as r:
+            genesis_tx = decode_tx(decode(decode_block(r.block(0)).entries[0])[0])
+        self.genesis: Genesis = genesis_tx.payload
+
+    @classmethod
+    def create(cls, path: Path, genesis_block: bytes, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES) -> "Ledger":
+        """Creates a store from an encoded, fully verified block 0. Refuses a non-empty store."""
+        store = Store(path, map_size_bytes)
+        if store.head() is not None:
+            store.close()
+            raise StoreError(f"the store at {path} already holds a chain")
+        executed = decode_genesis_block(genesis_block, MemoryState())
+        store.commit_block(executed)
+        return cls(store)
+
+    @classmethod
+    def open(cls, path: Path, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES) -> "Ledger":
+        return cls(Store(path, map_size_bytes))
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def chain_id(self) -> bytes:
+        return self.head.chain_id
+
+    @property
+    def height(self) -> int:
+        return self.head.header.height
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def check(self, raw: bytes) -> Tx:
+        """The static check against this chain; raises ledger.tx.Rejected."""
+        return check_tx(raw, self.chain_id)
+
+    def build(self, txs: Sequence[Tx], time_ms: int) -> ExecutedBlock:
+        """Executes statically checked transactions into the next block, without storing it."""
+        with self.store.reader() as base:
+            return execute_block(self.head, txs, time_ms, base)
+
+    def replay(self, block_raw: bytes, check=check_tx) -> ExecutedBlock:
+        """Verifies a block received from elsewhere against the head; raises BlockError."""
+        try:
+            block = decode_block(block_raw)
+        except DecodeError as exc:
+            raise BlockError(self.height + 1, None, exc.field or "block", str(exc)) from None
+        with self.store.reader() as base:
+            return replay_block(self.head, block, base, check)
+
+    def commit(self, executed: ExecutedBlock, certificate: bytes | None = None) -> None:
+        """Stores the block durably (fsync) and advances the head. Only then may anyone be told."""
+        if executed.block.header.prev_hash != self.head.hash:
+            raise StoreError("the block was built on a head that is no longer current")
+        self.store.commit_block(executed, certificate)
+        self.head = executed.head
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def balance(self, member_id: bytes) -> tuple[int, list[tuple[bytes, int]]]:
+        """(total points, [(centre id, points), ...]) of a member at the head."""
+        with self.store.reader() as r:
+            buckets = Overlay(r).buckets(member_id)
+        return sum(p for _, p in buckets), buckets
+
+    def member_exists(self, member_id: bytes) -> bool:
+        with self.store.reader() as r:
+            return Overlay(r).member(member_id) is not None
+
+    def tx(self, tx_id: bytes) -> TxView | None:
+        with self.store.reader() as r:
+            record = r.tx_record(tx_id)
+            if record is None:
+                return None
+            block = r.decoded_block(record.height)
+            entry = block.entries[record.index]
+            size = self.head.header.tree_size
+            proof = merkle.inclusion_proof(record.leaf_index, size, r.merkle_node)
+        return TxView(decode_tx(decode(entry)[0]), record, entry, proof, size, self.head.header.tree_root)
+
+    def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, Tx, Code]]:
+        """(leaf index, transaction, result) touching a party or member, oldest first."""
+        with self.store.reader() as r:
+            found = []
+            for leaf, height, index in r.account_entries(party_id, after_leaf, limit):
+                tx_raw, code = decode(r.decoded_block(height).entries[index])
+                found.append((leaf, decode_tx(tx_raw), Code(code)))
+        return found
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        with self.store.reader() as r:
+            return merkle.consistency_proof(size1, size2, r.merkle_node)
+
+    def block(self, height: int) -> bytes | None:
+        return self.store.block(height)

@@ -1,0 +1,40 @@
+"""Every bound of the ledger's data model, named once.
+
+The format specification (docs/FORMAT.md, section "Limits") lists these same values;
+a structure outside them is malformed, or for amounts rejected with AMOUNT_OUT_OF_RANGE.
+"""
+
+# Encoding
+MAX_ENCODED_BYTES = 8 * 1024 * 1024   # any single decoded structure (a block is the largest)
+MAX_NESTING = 8                       # array depth of any canonical structure
+
+# Identifiers and keys
+CHAIN_ID_BYTES = 16
+TX_ID_BYTES = 16                      # client-chosen, 128-bit
+PARTY_ID_BYTES = 20                   # derived from a public key
+PUBLIC_KEY_BYTES = 32                 # Ed25519
+SIGNATURE_BYTES = 64                  # Ed25519
+VOUCHER_NONCE_BYTES = 16
+HASH_BYTES = 32                       # SHA-256
+
+# Transactions
+MAX_TX_BYTES = 4096
+MAX_NAME_BYTES = 64                   # party names (centres, partners, nodes; never members)
+MAX_ADDRESS_BYTES = 256               # node network address, host:port
+MAX_ACTIVITY_REF_BYTES = 64           # opaque code or hash pointing at a centre's own records
+MAX_MEMO_BYTES = 140
+MAX_REASON_BYTES = 140
+MAX_APPROVALS = 32                    # governance co-signatures
+MAX_GENESIS_PARTIES = 256             # per role in the genesis transaction
+
+# Amounts
+MAX_POINTS_PER_TX = 1_000_000         # one deposit, redemption, refund or voucher maximum
+MAX_BUCKET_POINTS = 10**12            # a member's points from one centre; sums stay far below 2**64
+MAX_VOLUNTEER_MINUTES = 100_000       # per deposit
+MAX_DONATION_AMOUNT = 10**12          # per deposit, in the smallest currency unit (KRW)
+SDG_GOALS = 17                        # deposit category: 0 = none, 1..17 = UN SDG goal
+
+# Blocks
+MAX_TXS_PER_BLOCK = 2048
+MAX_BLOCK_BYTES = 6 * 1024 * 1024
+MAX_TIME_MS = 2**53                   # block and voucher times, ms since the Unix epoch

@@ -1,0 +1,289 @@
+"""The ledger state: its key layout, typed records, and the working overlay of one block.
+
+Owns how state is laid out as (key, value) pairs (docs/FORMAT.md "State"), the typed
+records the rules read and write, and ``Overlay``: the in-memory layer in which a block is
+executed over a read-only base (an LMDB read transaction, or the verifier's dicts).
+
+Keys start with one table byte:
+
+    0x01 party       party_id                 -> [role, public_key, active, name, address]
+    0x02 member      member_id                -> [member_key, registering centre_id]
+    0x03 bucket      member_id || centre_id   -> points            (absent when zero)
+    0x04 voucher     member_id || nonce       -> redemption tx_id  (used voucher nonces)
+    0x05 deposit     tx_id                    -> [member_id, centre_id, points, reversed]
+    0x06 redemption  tx_id                    -> [partner_id, member_id, points, refunded,
+                                                  [[centre_id, points], ...] drawn]
+    0x07 consortium  (empty)                  -> [name, threshold]
+
+Values are canonical encodings. The transaction index (tx_id -> where and with what result
+each transaction was recorded) is not part of this state: it is an index of the Merkle log,
+which the header commits to separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Protocol
+
+from ledger.commitment import StateCommitment
+from ledger.encoding import decode, encode
+from ledger.tx import Role
+
+PARTY = b"\x01"
+MEMBER = b"\x02"
+BUCKET = b"\x03"
+VOUCHER = b"\x04"
+DEPOSIT = b"\x05"
+REDEMPTION = b"\x06"
+CONSORTIUM = b"\x07"
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """Where a transaction was recorded and its result; the idempotency index."""
+
+    height: int
+    index: int          # position in its block
+    leaf_index: int     # position in the ledger-wide Merkle log
+    body_hash: bytes
+    code: int
+
+    def to_bytes(self) -> bytes:
+        return encode([self.height, self.index, self.leaf_index, self.body_hash, self.code])
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TxRecord":
+        height, index, leaf_index, body_hash, code = decode(data)
+        return cls(height, index, leaf_index, body_hash, code)
+
+
+class StateReader(Protocol):
+    """Read access to committed state. Implementations: the LMDB store, the verifier's dicts."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """All (key, value) with the prefix, in ascending key order."""
+        ...
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    role: Role
+    public_key: bytes
+    active: bool
+    name: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member_key: bytes
+    centre_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DepositRecord:
+    member_id: bytes
+    centre_id: bytes
+    points: int
+    reversed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RedemptionRecord:
+    partner_id: bytes
+    member_id: bytes
+    points: int
+    refunded: int
+    drawn: tuple[tuple[bytes, int], ...]   # (centre_id, points) in the order drawn
+
+    def refunded_split(self) -> list[tuple[bytes, int]]:
+        """Per centre, how much of this redemption has been refunded. Refunds return the
+        last-drawn points first, so the split follows from (drawn, refunded) alone."""
+        remaining = self.refunded
+        split = []
+        for centre_id, taken in reversed(self.drawn):
+            back = min(taken, remaining)
+            if back:
+                split.append((centre_id, back))
+            remaining -= back
+        return split
+
+
+@dataclass(frozen=True, slots=True)
+class Consortium:
+    name: str
+    threshold: int
+
+
+class Overlay:
+    """Writes of the block being executed, over a read-only base.
+
+    Reads see earlier writes of the same block. ``changes()`` gives, per key, the base
+    value and the final value, which is what the store persists and the commitment absorbs."""
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        self._writes: dict[bytes, bytes | None] = {}
+        self._before: dict[bytes, bytes | None] = {}
+        self._records: dict[bytes, TxRecord] = {}
+
+    # raw access
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._base.get(key)
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        if key not in self._before:
+            self._before[key] = self._base.get(key)
+        self._writes[key] = value
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        merged = {k: v for k, v in self._base.scan(prefix)}
+        merged.update((k, v) for k, v in self._writes.items() if k.startswith(prefix))
+        for key in sorted(merged):
+            if merged[key] is not None:
+                yield key, merged[key]
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        return self._records.get(tx_id) or self._base.tx_record(tx_id)
+
+    def put_tx_record(self, tx_id: bytes, record: TxRecord) -> None:
+        self._records[tx_id] = record
+
+    def tx_records(self) -> dict[bytes, TxRecord]:
+        return dict(self._records)
+
+    def changes(self) -> list[tuple[bytes, bytes | None, bytes | None]]:
+        """(key, value before the block, value after), sorted by key; unchanged keys omitted.
+        Needs no base access, so it stays valid after the base's read transaction ends."""
+        result = []
+        for key in sorted(self._writes):
+            old, new = self._before[key], self._writes[key]
+            if old != new:
+                result.append((key, old, new))
+        return result
+
+    def apply_to(self, commitment: StateCommitment) -> None:
+        for key, old, new in self.changes():
+            commitment.replace(key, old, new)
+
+    # typed records
+    def party(self, party_id: bytes) -> Party | None:
+        raw = self.get(PARTY + party_id)
+        if raw is None:
+            return None
+        role, public_key, active, name, address = decode(raw)
+        return Party(Role(role), public_key, active, name, address)
+
+    def put_party(self, party_id: bytes, party: Party) -> None:
+        self.put(PARTY + party_id, encode([int(party.role), party.public_key, party.active,
+                                           party.name, party.address]))
+
+    def active_parties(self, role: Role) -> list[tuple[bytes, Party]]:
+        found = []
+        for key, _ in self.scan(PARTY):
+            party = self.party(key[1:])
+            if party is not None and party.active and party.role == role:
+                found.append((key[1:], party))
+        return found
+
+    def member(self, member_id: bytes) -> Member | None:
+        raw = self.get(MEMBER + member_id)
+        if raw is None:
+            return None
+        member_key, centre_id = decode(raw)
+        return Member(member_key, centre_id)
+
+    def put_member(self, member_id: bytes, member: Member) -> None:
+        self.put(MEMBER + member_id, encode([member.member_key, member.centre_id]))
+
+    def buckets(self, member_id: bytes) -> list[tuple[bytes, int]]:
+        """(centre_id, points) of every non-empty bucket, ascending by centre id."""
+        prefix = BUCKET + member_id
+        return [(key[len(prefix):], decode(value)) for key, value in self.scan(prefix)]
+
+    def bucket(self, member_id: bytes, centre_id: bytes) -> int:
+        raw = self.get(BUCKET + member_id + centre_id)
+        return 0 if raw is None else decode(raw)
+
+    def set_bucket(self, member_id: bytes, centre_id: bytes, points: int) -> None:
+        self.put(BUCKET + member_id + centre_id, encode(points) if points else None)
+
+    def voucher_used(self, member_id: bytes, nonce: bytes) -> bool:
+        return self.get(VOUCHER + member_id + nonce) is not None
+
+    def mark_voucher_used(self, member_id: bytes, nonce: bytes, redemption_id: bytes) -> None:
+        self.put(VOUCHER + member_id + nonce, encode(redemption_id))
+
+    def deposit(self, tx_id: bytes) -> DepositRecord | None:
+        raw = self.get(DEPOSIT + tx_id)
+        return None if raw is None else DepositRecord(*decode(raw))
+
+    def put_deposit(self, tx_id: bytes, record: DepositRecord) -> None:
+        self.put(DEPOSIT + tx_id, encode([record.member_id, record.centre_id, record.points,
+                                          record.reversed]))
+
+    def redemption(self, tx_id: bytes) -> RedemptionRecord | None:
+        raw = self.get(REDEMPTION + tx_id)
+        if raw is None:
+            return None
+        partner_id, member_id, points, refunded, drawn = decode(raw)
+        return RedemptionRecord(partner_id, member_id, points, refunded,
+                                tuple((c, p) for c, p in drawn))
+
+    def put_redemption(self, tx_id: bytes, record: RedemptionRecord) -> None:
+        self.put(REDEMPTION + tx_id, encode([record.partner_id, record.member_id, record.points,
+                                             record.refunded, [[c, p] for c, p in record.drawn]]))
+
+    def consortium(self) -> Consortium:
+        name, threshold = decode(self.get(CONSORTIUM))
+        return Consortium(name, threshold)
+
+    def put_consortium(self, consortium: Consortium) -> None:
+        self.put(CONSORTIUM, encode([consortium.name, consortium.threshold]))
+
+
+class MemoryState:
+    """A dict-backed StateReader holding a whole state; the offline verifier's store.
+
+    Scans are served from an index of the two prefixes the rules scan (the party table,
+    and one member's buckets), so replaying a long chain stays linear."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, bytes] = {}
+        self.records: dict[bytes, TxRecord] = {}
+        self._groups: dict[bytes, set[bytes]] = {}
+
+    @staticmethod
+    def _group(key: bytes) -> bytes:
+        return key[:1] if key[:1] != BUCKET else key[:21]
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.entries.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if len(prefix) == len(self._group(prefix + bytes(20))):
+            keys: Iterable[bytes] = self._groups.get(prefix, ())
+        else:
+            keys = (k for k in self.entries if k.startswith(prefix))
+        for key in sorted(keys):
+            yield key, self.entries[key]
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        return self.records.get(tx_id)
+
+    def absorb(self, overlay: Overlay) -> None:
+        for key, _, new in overlay.changes():
+            group = self._groups.setdefault(self._group(key), set())
+            if new is None:
+                self.entries.pop(key, None)
+                group.discard(key)
+            else:
+                self.entries[key] = new
+                group.add(key)
+        self.records.update(overlay.tx_records())

@@ -1,0 +1,233 @@
+"""The LMDB store of one node: blocks, certificates, transaction index, state, Merkle nodes.
+
+Owns the on-disk layout and its one durability rule: a block, its state changes, its index
+entries, its Merkle nodes and the new head (applied height, header, state vector) are written
+in ONE LMDB write transaction, committed with fsync before ``commit_block`` returns. After a
+crash at any point the store holds the whole block or none of it.
+
+Named databases (keys big-endian so LMDB's order is numeric order):
+
+    meta      b"chain_id", b"head" (encoded header), b"state_vector" (2048 bytes)
+    blocks    height:u64                      -> encoded block
+    certs     height:u64                      -> encoded certificate (written by consensus)
+    txs       tx_id:16                        -> TxRecord
+    state     state key                       -> state value          (see ledger.state)
+    merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only)
+    accounts  party_or_member_id:20 || leaf:u64 -> [height, index]   (history index)
+
+A full map is grown (doubling, up to ``max_map_size_bytes``) and the write retried; past
+that ``StoreFull`` is raised and nothing of the block is written.
+"""
+
+from __future__ import annotations
+
+import struct
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import lmdb
+
+from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block
+from ledger.commitment import StateCommitment
+from ledger.encoding import decode, encode
+from ledger.merkle import Frontier
+from ledger.state import TxRecord
+
+DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
+MAX_DBS = 8
+_U64 = struct.Struct(">Q")
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked; the message says what to do about it."""
+
+
+class StoreFull(StoreError):
+    pass
+
+
+def u64(value: int) -> bytes:
+    return _U64.pack(value)
+
+
+class Store:
+    def __init__(self, path: Path, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES,
+                 max_map_size_bytes: int = DEFAULT_MAX_MAP_SIZE_BYTES) -> None:
+        if map_size_bytes > max_map_size_bytes:
+            raise ValueError("map_size_bytes exceeds max_map_size_bytes")
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.max_map_size_bytes = max_map_size_bytes
+        try:
+            self.env = lmdb.open(str(self.path), map_size=map_size_bytes, max_dbs=MAX_DBS,
+                                 sync=True, metasync=True, subdir=True, lock=True)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        self._db = {name: self.env.open_db(name.encode()) for name in
+                    ("meta", "blocks", "certs", "txs", "state", "merkle", "accounts")}
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator["StoreReader"]:
+        """A consistent snapshot of the store (one LMDB read transaction)."""
+        with self.env.begin(buffers=False) as txn:
+            yield StoreReader(txn, self._db)
+
+    def head(self) -> ChainHead | None:
+        with self.reader() as r:
+            return r.head()
+
+    def height(self) -> int | None:
+        head = self.head()
+        return None if head is None else head.header.height
+
+    def block(self, height: int) -> bytes | None:
+        with self.reader() as r:
+            return r.block(height)
+
+    def certificate(self, height: int) -> bytes | None:
+        with self.env.begin() as txn:
+            return txn.get(u64(height), db=self._db["certs"])
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        with self.reader() as r:
+            return r.tx_record(tx_id)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None) -> None:
+        """Persists everything of one block atomically and durably. The block must extend the
+        stored head (or be block 0 of an empty store)."""
+        self._write(lambda txn: self._put_block(txn, executed, certificate))
+
+    def put_certificate(self, height: int, certificate: bytes) -> None:
+        self._write(lambda txn: txn.put(u64(height), certificate, db=self._db["certs"]))
+
+    def _write(self, work) -> None:
+        for attempt in range(2):
+            try:
+                with self.env.begin(write=True) as txn:
+                    work(txn)
+                return
+            except lmdb.MapFullError:
+                if attempt == 1 or not self._grow():
+                    raise StoreFull(
+                        f"the store at {self.path} is full at {self.env.info()['map_size']} bytes "
+                        f"(limit {self.max_map_size_bytes}); raise the map size limit or free disk "
+                        "space; nothing of this write was stored") from None
+
+    def _grow(self) -> bool:
+        current = self.env.info()["map_size"]
+        target = min(current * 2, self.max_map_size_bytes)
+        if target <= current:
+            return False
+        self.env.set_mapsize(target)
+        return True
+
+    def _put_block(self, txn: lmdb.Transaction, executed: ExecutedBlock, certificate: bytes | None) -> None:
+        header = executed.block.header
+        self._check_extends(txn, header)
+        db = self._db
+        txn.put(u64(header.height), executed.block.encode(), db=db["blocks"])
+        if certificate is not None:
+            txn.put(u64(header.height), certificate, db=db["certs"])
+        for key, _, new in executed.state.changes():
+            if new is None:
+                txn.delete(key, db=db["state"])
+            else:
+                txn.put(key, new, db=db["state"])
+        for tx_id, record in executed.state.tx_records().items():
+            txn.put(tx_id, record.to_bytes(), db=db["txs"])
+        for level, index, node in executed.merkle_nodes:
+            txn.put(bytes([level]) + u64(index), node, db=db["merkle"])
+        self._index_accounts(txn, executed)
+        txn.put(b"chain_id", header.chain_id, db=db["meta"])
+        txn.put(b"head", encode(header.to_wire()), db=db["meta"])
+        txn.put(b"state_vector", executed.head.commitment.to_bytes(), db=db["meta"])
+
+    def _check_extends(self, txn: lmdb.Transaction, header: Header) -> None:
+        raw = txn.get(b"head", db=self._db["meta"])
+        if raw is None:
+            if header.height != 0:
+                raise StoreError("an empty store starts with block 0")
+            return
+        stored = Header.from_wire(decode(raw))
+        if header.height != stored.height + 1 or header.prev_hash != stored.hash():
+            raise StoreError(f"block {header.height} does not extend the stored head {stored.height}")
+
+    def _index_accounts(self, txn: lmdb.Transaction, executed: ExecutedBlock) -> None:
+        height = executed.block.header.height
+        for party, leaf, index in executed.accounts:
+            txn.put(party + u64(leaf), encode([height, index]), db=self._db["accounts"])
+
+
+class StoreReader:
+    """Reads within one LMDB read transaction; implements ledger.state.StateReader."""
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict) -> None:
+        self._txn = txn
+        self._db = dbs
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._txn.get(key, db=self._db["state"])
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        cursor = self._txn.cursor(db=self._db["state"])
+        if not cursor.set_range(prefix):
+            return
+        for key, value in cursor:
+            if not key.startswith(prefix):
+                break
+            yield key, value
+
+    def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        raw = self._txn.get(tx_id, db=self._db["txs"])
+        return None if raw is None else TxRecord.from_bytes(raw)
+
+    def merkle_node(self, level: int, index: int) -> bytes:
+        node = self._txn.get(bytes([level]) + u64(index), db=self._db["merkle"])
+        if node is None:
+            raise KeyError((level, index))
+        return node
+
+    def block(self, height: int) -> bytes | None:
+        return self._txn.get(u64(height), db=self._db["blocks"])
+
+    def decoded_block(self, height: int) -> Block | None:
+        raw = self.block(height)
+        return None if raw is None else decode_block(raw)
+
+    def head(self) -> ChainHead | None:
+        raw = self._txn.get(b"head", db=self._db["meta"])
+        if raw is None:
+            return None
+        header = Header.from_wire(decode(raw))
+        vector = self._txn.get(b"state_vector", db=self._db["meta"])
+        return ChainHead(header, Frontier.load(header.tree_size, self.merkle_node),
+                         StateCommitment.from_bytes(vector))
+
+    def account_entries(self, party: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, int]]:
+        """(leaf index, height, index in block) of transactions touching ``party``, oldest first,
+        strictly after ``after_leaf``; at most ``limit``."""
+        cursor = self._txn.cursor(db=self._db["accounts"])
+        start = party + u64(after_leaf + 1)
+        found = []
+        if cursor.set_range(start):
+            for key, value in cursor:
+                if not key.startswith(party) or len(found) >= limit:
+                    break
+                height, index = decode(value)
+                found.append((_U64.unpack(key[len(party):])[0], height, index))
+        return found
