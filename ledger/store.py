@@ -218,6 +218,16 @@ class StoreReader:
         return ChainHead(header, Frontier.load(header.tree_size, self.merkle_node),
                          StateCommitment.from_bytes(vector))
 
+    def state_items(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._txn.cursor(db=self._db["state"]))
+
+    def tx_records(self) -> Iterator[tuple[bytes, TxRecord]]:
+        for tx_id, raw in self._txn.cursor(db=self._db["txs"]):
+            yield tx_id, TxRecord.from_bytes(raw)
+
+    def state_vector(self) -> bytes | None:
+        return self._txn.get(b"state_vector", db=self._db["meta"])
+
     def account_entries(self, party: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, int]]:
         """(leaf index, height, index in block) of transactions touching ``party``, oldest first,
         strictly after ``after_leaf``; at most ``limit``."""

@@ -18,6 +18,7 @@ from typing import Iterable
 from ledger.block import BlockError, ChainHead, decode_block, decode_genesis_block, replay_block
 from ledger.encoding import DecodeError, decode
 from ledger.state import BUCKET, DEPOSIT, MEMBER, REDEMPTION, MemoryState, RedemptionRecord
+from ledger.store import Store, StoreReader
 from ledger.tx import check_tx
 
 
@@ -58,6 +59,7 @@ class Report:
     tree_root: bytes = b""
     centres: dict[bytes, CentreTotals] = field(default_factory=dict)
     redeemed_by_partner: dict[bytes, int] = field(default_factory=dict)
+    state_vector: bytes = b""
 
     def fail(self, problem: Problem) -> "Report":
         self.ok = False
@@ -67,12 +69,16 @@ class Report:
 
 def verify_chain(genesis_raw: bytes, blocks: Iterable[bytes]) -> Report:
     """Verifies block 0 and then each block in order; see the module docstring."""
+    return _replay(genesis_raw, blocks)[0]
+
+
+def _replay(genesis_raw: bytes, blocks: Iterable[bytes]) -> tuple[Report, MemoryState]:
     report = Report()
     state = MemoryState()
     try:
         executed = decode_genesis_block(genesis_raw, state)
     except BlockError as exc:
-        return report.fail(Problem(0, exc.index, exc.field, exc.reason))
+        return report.fail(Problem(0, exc.index, exc.field, exc.reason)), state
     state.absorb(executed.state)
     head = executed.head
     _count(report, head, 1)
@@ -81,13 +87,54 @@ def verify_chain(genesis_raw: bytes, blocks: Iterable[bytes]) -> Report:
         try:
             head = _verify_next(head, raw, state, expected)
         except BlockError as exc:
-            return report.fail(Problem(exc.height, exc.index, exc.field, exc.reason))
+            return report.fail(Problem(exc.height, exc.index, exc.field, exc.reason)), state
         _count(report, head, head.header.tx_count)
         expected += 1
+    report.state_vector = head.commitment.to_bytes()
     _summarise(report, state)
-    if report.ok:
-        _check_conservation(report, head)
+    _check_conservation(report, head)
+    return report, state
+
+
+def verify_store(store: Store) -> Report:
+    """Verifies a node's store: replays its blocks from its own block 0 (as ``verify_chain``),
+    then compares what the replay produced with what the store holds — every state entry,
+    every transaction record, the state vector and the head. A store whose chain verifies
+    but whose state was changed underneath is caught here."""
+    with store.reader() as r:
+        head = r.head()
+        if head is None:
+            return Report().fail(Problem(0, None, "store", "the store holds no chain"))
+        genesis = r.block(0)
+        blocks = (r.block(h) or b"" for h in range(1, head.header.height + 1))
+        report, state = _replay(genesis, blocks)
+        if report.ok:
+            _compare_store(report, r, state, head)
     return report
+
+
+def _compare_store(report: Report, r: StoreReader, state: MemoryState, head: ChainHead) -> None:
+    height = head.header.height
+    stored = dict(r.state_items())
+    for key in sorted(set(stored) | set(state.entries)):
+        if stored.get(key) != state.entries.get(key):
+            report.fail(Problem(height, None, f"state[{_TABLES.get(key[:1], '?')}:{key[1:].hex()}]",
+                                "the stored value differs from the value the blocks produce"))
+            return
+    records = dict(r.tx_records())
+    for tx_id in sorted(set(records) | set(state.records)):
+        if records.get(tx_id) != state.records.get(tx_id):
+            report.fail(Problem(height, None, f"txs[{tx_id.hex()}]",
+                                "the stored transaction record differs from the blocks"))
+            return
+    if head.hash != report.head_hash:
+        report.fail(Problem(height, None, "meta.head", "the stored head is not the last block's header"))
+    elif r.state_vector() != report.state_vector:
+        report.fail(Problem(height, None, "meta.state_vector", "the stored state vector differs"))
+
+
+_TABLES = {b"\x01": "party", b"\x02": "member", b"\x03": "bucket", b"\x04": "voucher",
+           b"\x05": "deposit", b"\x06": "redemption", b"\x07": "consortium"}
 
 
 def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int) -> ChainHead:
