@@ -25,6 +25,7 @@ from ledger.block import (
 from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
 from ledger.state import MemoryState, Overlay, TxRecord
+from ledger.memory_store import MemoryStore
 from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
 from ledger.tx import Genesis, Tx, check_tx, decode_tx
 
@@ -46,7 +47,7 @@ class TxView:
 
 
 class Ledger:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: "Store | MemoryStore") -> None:
         head = store.head()
         if head is None:
             raise StoreError(f"the store at {store.path} has no genesis block; create it first")
@@ -65,6 +66,13 @@ class Ledger:
             raise StoreError(f"the store at {path} already holds a chain")
         executed = decode_genesis_block(genesis_block, MemoryState())
         store.commit_block(executed)
+        return cls(store)
+
+    @classmethod
+    def in_memory(cls, genesis_block: bytes, name: str = "memory") -> "Ledger":
+        """A ledger on a MemoryStore, for the simulator: same rules, no disk."""
+        store = MemoryStore(name)
+        store.commit_block(decode_genesis_block(genesis_block, MemoryState()))
         return cls(store)
 
     @classmethod
@@ -102,11 +110,13 @@ class Ledger:
         with self.store.reader() as base:
             return replay_block(self.head, block, base, check)
 
-    def commit(self, executed: ExecutedBlock, certificate: bytes | None = None) -> None:
-        """Stores the block durably (fsync) and advances the head. Only then may anyone be told."""
+    def commit(self, executed: ExecutedBlock, certificate: bytes | None = None,
+               meta: dict[bytes, bytes] | None = None) -> None:
+        """Stores the block durably (fsync) and advances the head. Only then may anyone be told.
+        ``meta`` is written in the same store transaction (see Store.commit_block)."""
         if executed.block.header.prev_hash != self.head.hash:
             raise StoreError("the block was built on a head that is no longer current")
-        self.store.commit_block(executed, certificate)
+        self.store.commit_block(executed, certificate, meta)
         self.head = executed.head
 
     # --- reading -----------------------------------------------------------------------------

@@ -40,6 +40,9 @@ MAX_DBS = 8
 _U64 = struct.Struct(">Q")
 
 
+RESERVED_META = (b"chain_id", b"head", b"state_vector")
+
+
 class StoreError(Exception):
     """The store cannot do what was asked; the message says what to do about it."""
 
@@ -107,10 +110,23 @@ class Store:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None) -> None:
+    def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None,
+                     meta: dict[bytes, bytes] | None = None) -> None:
         """Persists everything of one block atomically and durably. The block must extend the
-        stored head (or be block 0 of an empty store)."""
-        self._write(lambda txn: self._put_block(txn, executed, certificate))
+        stored head (or be block 0 of an empty store). ``meta`` entries (for example the
+        consensus log index that produced the block, or this node's endorsement) are written in
+        the same transaction, so they are durable exactly when the block is."""
+        self._write(lambda txn: self._put_block(txn, executed, certificate, meta or {}))
+
+    def meta(self, key: bytes) -> bytes | None:
+        with self.env.begin() as txn:
+            return txn.get(key, db=self._db["meta"])
+
+    def put_meta(self, entries: dict[bytes, bytes]) -> None:
+        def work(txn: lmdb.Transaction) -> None:
+            for key, value in entries.items():
+                txn.put(key, value, db=self._db["meta"])
+        self._write(work)
 
     def put_certificate(self, height: int, certificate: bytes) -> None:
         self._write(lambda txn: txn.put(u64(height), certificate, db=self._db["certs"]))
@@ -136,7 +152,8 @@ class Store:
         self.env.set_mapsize(target)
         return True
 
-    def _put_block(self, txn: lmdb.Transaction, executed: ExecutedBlock, certificate: bytes | None) -> None:
+    def _put_block(self, txn: lmdb.Transaction, executed: ExecutedBlock, certificate: bytes | None,
+                   meta: dict[bytes, bytes]) -> None:
         header = executed.block.header
         self._check_extends(txn, header)
         db = self._db
@@ -156,6 +173,9 @@ class Store:
         txn.put(b"chain_id", header.chain_id, db=db["meta"])
         txn.put(b"head", encode(header.to_wire()), db=db["meta"])
         txn.put(b"state_vector", executed.head.commitment.to_bytes(), db=db["meta"])
+        for key, value in meta.items():
+            assert key not in RESERVED_META, "the head is written by the store itself"
+            txn.put(key, value, db=db["meta"])
 
     def _check_extends(self, txn: lmdb.Transaction, header: Header) -> None:
         raw = txn.get(b"head", db=self._db["meta"])

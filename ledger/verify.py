@@ -13,13 +13,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Optional, Union
 
 from ledger.block import BlockError, ChainHead, decode_block, decode_genesis_block, replay_block
 from ledger.encoding import DecodeError, decode
-from ledger.state import BUCKET, DEPOSIT, MEMBER, REDEMPTION, MemoryState, RedemptionRecord
+from ledger.certificate import Certificate, CertificateError
+from ledger.state import (
+    BUCKET,
+    DEPOSIT,
+    MEMBER,
+    REDEMPTION,
+    MemoryState,
+    Overlay,
+    RedemptionRecord,
+    StateReader,
+)
 from ledger.store import Store, StoreReader
-from ledger.tx import check_tx
+from ledger.tx import Role, check_tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +77,20 @@ class Report:
         return self
 
 
-def verify_chain(genesis_raw: bytes, blocks: Iterable[bytes]) -> Report:
-    """Verifies block 0 and then each block in order; see the module docstring."""
-    return _replay(genesis_raw, blocks)[0]
+BlockInput = Union[bytes, tuple[bytes, Optional[bytes]]]
 
 
-def _replay(genesis_raw: bytes, blocks: Iterable[bytes]) -> tuple[Report, MemoryState]:
+def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False) -> Report:
+    """Verifies block 0 and then each block in order; see the module docstring.
+
+    Each item of ``blocks`` is an encoded block, or a pair (encoded block, encoded certificate
+    or None). A certificate given is checked against the node set in force at its height; with
+    ``require_certificates`` a missing one is a problem too."""
+    return _replay(genesis_raw, blocks, require_certificates)[0]
+
+
+def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput],
+            require_certificates: bool = False) -> tuple[Report, MemoryState]:
     report = Report()
     state = MemoryState()
     try:
@@ -83,9 +101,13 @@ def _replay(genesis_raw: bytes, blocks: Iterable[bytes]) -> tuple[Report, Memory
     head = executed.head
     _count(report, head, 1)
     expected = 1
-    for raw in blocks:
+    for item in blocks:
+        raw, certificate = item if isinstance(item, tuple) else (item, None)
         try:
+            node_set = node_set_in_force(state)
             head = _verify_next(head, raw, state, expected)
+            if certificate is not None or require_certificates:
+                _check_certificate(head, certificate, node_set)
         except BlockError as exc:
             return report.fail(Problem(exc.height, exc.index, exc.field, exc.reason)), state
         _count(report, head, head.header.tx_count)
@@ -135,6 +157,23 @@ def _compare_store(report: Report, r: StoreReader, state: MemoryState, head: Cha
 
 _TABLES = {b"\x01": "party", b"\x02": "member", b"\x03": "bucket", b"\x04": "voucher",
            b"\x05": "deposit", b"\x06": "redemption", b"\x07": "consortium"}
+
+
+def node_set_in_force(state: StateReader) -> frozenset[bytes]:
+    """Public keys of the active nodes: the set whose majority certifies the next block."""
+    return frozenset(party.public_key for _, party in Overlay(state).active_parties(Role.NODE))
+
+
+def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[bytes]) -> None:
+    height = head.header.height
+    if raw is None:
+        raise BlockError(height, None, "certificate", "the block has no commit certificate")
+    try:
+        Certificate.decode(raw).verify(head.chain_id, height, head.hash, node_set)
+    except DecodeError as exc:
+        raise BlockError(height, None, exc.field or "certificate", str(exc)) from None
+    except CertificateError as exc:
+        raise BlockError(height, None, exc.field, exc.reason) from None
 
 
 def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int) -> ChainHead:
