@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench sim proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ledger_core.py
+
+SEEDS ?= 20000
+sim: $(STAMP)
+	$(BIN)/python -m tests.sim --seeds $(SEEDS)
+
+# The generated code lives in node/wire/ and is committed; tests/test_wire.py fails if it drifts.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Inode/wire=proto --python_out=. --grpc_python_out=. --pyi_out=. \
+		proto/ledger.proto proto/consensus.proto
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -24,6 +24,7 @@ from ledger.block import (
 )
 from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
+from ledger.limits import PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.state import MemoryState, Overlay, TxRecord
 from ledger.memory_store import MemoryStore
 from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
@@ -46,6 +47,14 @@ class TxView:
         return Code(self.record.code)
 
 
+MAX_HISTORY_PAGE = 500
+
+
+def _check_size(value: bytes, size: int, what: str) -> None:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise ValueError(f"{what} has {size} bytes")
+
+
 class Ledger:
     def __init__(self, store: "Store | MemoryStore") -> None:
         head = store.head()
@@ -60,12 +69,15 @@ class Ledger:
     @classmethod
     def create(cls, path: Path, genesis_block: bytes, map_size_bytes: int = DEFAULT_MAP_SIZE_BYTES) -> "Ledger":
         """Creates a store from an encoded, fully verified block 0. Refuses a non-empty store."""
-        store = Store(path, map_size_bytes)
-        if store.head() is not None:
-            store.close()
-            raise StoreError(f"the store at {path} already holds a chain")
         executed = decode_genesis_block(genesis_block, MemoryState())
-        store.commit_block(executed)
+        store = Store(path, map_size_bytes)
+        try:
+            if store.head() is not None:
+                raise StoreError(f"the store at {path} already holds a chain")
+            store.commit_block(executed)
+        except BaseException:
+            store.close()
+            raise
         return cls(store)
 
     @classmethod
@@ -123,15 +135,18 @@ class Ledger:
 
     def balance(self, member_id: bytes) -> tuple[int, list[tuple[bytes, int]]]:
         """(total points, [(centre id, points), ...]) of a member at the head."""
+        _check_size(member_id, PARTY_ID_BYTES, "a member id")
         with self.store.reader() as r:
             buckets = Overlay(r).buckets(member_id)
         return sum(p for _, p in buckets), buckets
 
     def member_exists(self, member_id: bytes) -> bool:
+        _check_size(member_id, PARTY_ID_BYTES, "a member id")
         with self.store.reader() as r:
             return Overlay(r).member(member_id) is not None
 
     def tx(self, tx_id: bytes) -> TxView | None:
+        _check_size(tx_id, TX_ID_BYTES, "a transaction id")
         with self.store.reader() as r:
             record = r.tx_record(tx_id)
             if record is None:
@@ -144,6 +159,9 @@ class Ledger:
 
     def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, Tx, Code]]:
         """(leaf index, transaction, result) touching a party or member, oldest first."""
+        _check_size(party_id, PARTY_ID_BYTES, "a party id")
+        if not 0 < limit <= MAX_HISTORY_PAGE:
+            raise ValueError(f"a history page holds 1..{MAX_HISTORY_PAGE} items")
         with self.store.reader() as r:
             found = []
             for leaf, height, index in r.account_entries(party_id, after_leaf, limit):
@@ -152,6 +170,9 @@ class Ledger:
         return found
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes, both at most the current size."""
+        if not 0 < size1 <= size2 <= self.head.header.tree_size:
+            raise ValueError(f"sizes must satisfy 0 < size1 <= size2 <= {self.head.header.tree_size}")
         with self.store.reader() as r:
             return merkle.consistency_proof(size1, size2, r.merkle_node)
 

@@ -36,7 +36,7 @@ from ledger.state import TxRecord
 
 DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
-MAX_DBS = 8
+MAX_DBS = 12      # the ledger's 7, plus room for the consensus log kept in the same environment
 _U64 = struct.Struct(">Q")
 
 
@@ -68,8 +68,19 @@ class Store:
                                  sync=True, metasync=True, subdir=True, lock=True)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
-        self._db = {name: self.env.open_db(name.encode()) for name in
-                    ("meta", "blocks", "certs", "txs", "state", "merkle", "accounts")}
+        try:
+            self._db = {name: self.env.open_db(name.encode()) for name in
+                        ("meta", "blocks", "certs", "txs", "state", "merkle", "accounts")}
+        except lmdb.MapFullError:
+            self.env.close()
+            raise StoreFull(f"the map of {map_size_bytes} bytes is too small for the store's layout "
+                            f"at {self.path}; give a larger map size") from None
+
+    def open_db(self, name: str):
+        """A further named database in this environment, for a layer above (the consensus log),
+        so that it can share the environment's write transactions and fsyncs."""
+        assert name not in self._db, "the ledger's own databases are not for others to write"
+        return self.env.open_db(name.encode())
 
     def close(self) -> None:
         self.env.close()
@@ -132,13 +143,15 @@ class Store:
         self._write(lambda txn: txn.put(u64(height), certificate, db=self._db["certs"]))
 
     def _write(self, work) -> None:
-        for attempt in range(2):
+        """Runs ``work`` in one write transaction; on a full map, grows it and runs it again
+        from scratch (the aborted attempt left nothing behind), until the size limit."""
+        while True:
             try:
                 with self.env.begin(write=True) as txn:
                     work(txn)
                 return
             except lmdb.MapFullError:
-                if attempt == 1 or not self._grow():
+                if not self._grow():
                     raise StoreFull(
                         f"the store at {self.path} is full at {self.env.info()['map_size']} bytes "
                         f"(limit {self.max_map_size_bytes}); raise the map size limit or free disk "

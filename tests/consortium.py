@@ -28,6 +28,8 @@ from ledger.tx import (
     make_tx,
 )
 from ledger.voucher import Voucher, sign_voucher
+from ledger.block import ChainHead, ExecutedBlock, decode_genesis_block, execute_block
+from ledger.state import MemoryState
 
 GENESIS_TIME_MS = 1_790_000_000_000
 DAY_MS = 86_400_000
@@ -39,6 +41,7 @@ def key(name: str) -> SigningKey:
 
 @dataclass
 class TestConsortium:
+    __test__ = False   # a helper, not a test class
     admins: list[SigningKey] = field(default_factory=lambda: [key(f"admin{i}") for i in range(3)])
     centres: list[SigningKey] = field(default_factory=lambda: [key("centre-a"), key("centre-b")])
     partners: list[SigningKey] = field(default_factory=lambda: [key("bookstore"), key("venue")])
@@ -97,3 +100,27 @@ class TestConsortium:
                              address if admit else "")
         return make_tx(self.admins[0], self.chain_id, self.tx_id(), payload,
                        approvers=tuple(self.admins[1:count]))
+
+    # --- added for the rules and property tests --------------------------------------------
+
+    def make(self, author: SigningKey, payload, tx_id: bytes | None = None,
+             approvers: tuple[SigningKey, ...] = ()) -> Tx:
+        """Any transaction with any payload, signed by ``author`` (co-signed by ``approvers``)."""
+        return make_tx(author, self.chain_id, tx_id or self.tx_id(), payload, approvers=approvers)
+
+    def open_chain(self) -> tuple[MemoryState, ChainHead]:
+        """Block 0 verified and replayed into a fresh in-memory state, as the verifier does."""
+        state = MemoryState()
+        executed = decode_genesis_block(self.genesis_raw, state)
+        state.absorb(executed.state)
+        return state, executed.head
+
+    def run_block(self, state: MemoryState, head: ChainHead, txs: list[Tx],
+                  time_ms: int | None = None) -> ExecutedBlock:
+        """Executes ``txs`` as the block after ``head`` and absorbs its changes into ``state``.
+        The block time defaults to one minute after the previous block."""
+        if time_ms is None:
+            time_ms = head.header.time_ms + 60_000
+        executed = execute_block(head, list(txs), time_ms, state)
+        state.absorb(executed.state)
+        return executed
