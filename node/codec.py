@@ -58,10 +58,45 @@ class Endorsement:
     signature: bytes
 
 
-NodeMessage = Message | Endorsement
+@dataclass(frozen=True, slots=True)
+class EndorsementRequest:
+    """Asks a peer to (re)send its endorsements for ``count`` heights from ``from_height``."""
+
+    sender: str
+    recipient: str
+    from_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksRequest:
+    """Catch-up: asks for certified blocks from ``from_height``."""
+
+    sender: str
+    recipient: str
+    from_height: int
+    max_blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksResponse:
+    """Certified blocks in order, and the consensus (index, term) applied at the last of them."""
+
+    sender: str
+    recipient: str
+    blocks: tuple[tuple[bytes, bytes], ...]      # (encoded block, encoded certificate)
+    raft_index: int
+    raft_term: int
+
+
+NodeMessage = Message | Endorsement | EndorsementRequest | BlocksRequest | BlocksResponse
+MAX_BLOCKS_PER_RESPONSE = 64
+MAX_ENDORSEMENTS_PER_REQUEST = 64
 
 _TYPES: dict[type, int] = {VoteRequest: 1, VoteResponse: 2, AppendEntries: 3, AppendResponse: 4,
-                           TimeoutNow: 5, CatchUpNotice: 6, Endorsement: 10}
+                           TimeoutNow: 5, CatchUpNotice: 6, Endorsement: 10, EndorsementRequest: 11,
+                           BlocksRequest: 12, BlocksResponse: 13}
+_UNTERMED = (Endorsement, EndorsementRequest, BlocksRequest, BlocksResponse)
 
 
 def _entry_wire(entry: Entry) -> list:
@@ -82,11 +117,17 @@ def _fields(message: NodeMessage) -> list:
         return []
     if isinstance(message, CatchUpNotice):
         return [message.index, message.index_term]
+    if isinstance(message, EndorsementRequest):
+        return [message.from_height, message.count]
+    if isinstance(message, BlocksRequest):
+        return [message.from_height, message.max_blocks]
+    if isinstance(message, BlocksResponse):
+        return [[[b, c] for b, c in message.blocks], message.raft_index, message.raft_term]
     return [message.height, message.block_hash, message.signature]
 
 
 def encode_message(message: NodeMessage) -> bytes:
-    term = 0 if isinstance(message, Endorsement) else message.term
+    term = 0 if isinstance(message, _UNTERMED) else message.term
     return encode([_TYPES[type(message)], message.sender, message.recipient, term] + _fields(message))
 
 
@@ -173,5 +214,30 @@ def _endorsement(sender: str, recipient: str, _term: int, f: list) -> Endorsemen
                        expect_bytes(f[1], "block_hash", size=32), expect_bytes(f[2], "signature", size=64))
 
 
+def _endorsement_request(sender: str, recipient: str, _term: int, f: list) -> EndorsementRequest:
+    f = _exact(f, 2)
+    return EndorsementRequest(sender, recipient, expect_uint(f[0], "from_height"),
+                              expect_uint(f[1], "count", 1, MAX_ENDORSEMENTS_PER_REQUEST))
+
+
+def _blocks_request(sender: str, recipient: str, _term: int, f: list) -> BlocksRequest:
+    f = _exact(f, 2)
+    return BlocksRequest(sender, recipient, expect_uint(f[0], "from_height", 1),
+                         expect_uint(f[1], "max_blocks", 1, MAX_BLOCKS_PER_RESPONSE))
+
+
+def _blocks_response(sender: str, recipient: str, _term: int, f: list) -> BlocksResponse:
+    f = _exact(f, 3)
+    items = expect_list(f[0], MAX_BLOCKS_PER_RESPONSE, "blocks")
+    blocks = []
+    for i, item in enumerate(items):
+        pair = expect_array(item, 2, f"blocks[{i}]")
+        blocks.append((expect_bytes(pair[0], f"blocks[{i}].block", max_size=MAX_MESSAGE_BYTES),
+                       expect_bytes(pair[1], f"blocks[{i}].certificate", max_size=MAX_MESSAGE_BYTES)))
+    return BlocksResponse(sender, recipient, tuple(blocks), expect_uint(f[1], "raft_index"),
+                          expect_uint(f[2], "raft_term"))
+
+
 _DECODERS = {1: _vote_request, 2: _vote_response, 3: _append_entries, 4: _append_response,
-             5: _timeout_now, 6: _catch_up_notice, 10: _endorsement}
+             5: _timeout_now, 6: _catch_up_notice, 10: _endorsement, 11: _endorsement_request,
+             12: _blocks_request, 13: _blocks_response}

@@ -1,0 +1,343 @@
+"""A replica: one node's consensus core, ledger and finality, driven through one contract.
+
+Owns the order in which a node does its work (docs/ARCHITECTURE.md, "The Ready contract"):
+
+    1. persist the Ready's hard state and entries (one fsynced write);
+    2. queue its messages for sending (the driver sends them only after this call returns);
+    3. apply committed entries: each batch becomes the next block, which is stored together
+       with the consensus index that produced it and this node's endorsement of it, in ONE
+       store transaction — only then is the endorsement queued for the peers;
+    4. advance the core.
+
+The simulator and the node runtime both drive this same class; neither re-implements the
+order. It does no network I/O and reads no clock: ticks and times are passed in. Its only
+I/O is through the ledger store and the consensus storage it is given.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ledger.block import BlockError, ExecutedBlock, decode_block
+from ledger.certificate import Certificate, CertificateError, endorse
+from ledger.encoding import DecodeError, decode, encode
+from ledger.keys import SigningKey, party_id
+from ledger.ledger import Ledger
+from ledger.store import u64
+from ledger.tx import Tx
+from ledger.verify import node_set_in_force
+from node.batch import VerifiedTxs, decode_batch, encode_batch
+from node.codec import (
+    MAX_BLOCKS_PER_RESPONSE,
+    MAX_ENDORSEMENTS_PER_REQUEST,
+    BlocksRequest,
+    BlocksResponse,
+    Endorsement,
+    EndorsementRequest,
+    NodeMessage,
+)
+from node.finality import Finality
+from node.raft import CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as RaftRole
+
+# How many applied consensus entries stay in the log behind the compaction point, so a briefly
+# lagging follower is served from the log rather than by catch-up.
+LOG_RETENTION_ENTRIES = 256
+# Every this many ticks, a node re-asks peers for endorsements of heights still uncertified, and
+# a node catching up repeats its block request.
+RETRY_TICKS = 10
+MAX_CATCH_UP_BYTES = 4 * 1024 * 1024
+
+META_APPLIED = b"raft_applied"              # [index, term] of the last consensus entry applied
+META_CERTIFIED = b"certified_through"       # uint
+META_ENDORSED = b"endorsed:"                # + u64 height -> this node's signature
+META_RAFT_AT = b"raft_at:"                  # + u64 height -> [index, term] that produced the block
+
+
+@dataclass(slots=True)
+class ReplicaOptions:
+    election_tick: int = 10
+    heartbeat_tick: int = 1
+    max_append_entries: int = 64
+    max_inflight_appends: int = 8
+    max_uncommitted_entries: int = 1024
+    can_vote: bool = True
+
+
+@dataclass(slots=True)
+class Outbox:
+    """What the driver takes after each call: messages to send and blocks newly applied."""
+
+    messages: list[NodeMessage] = field(default_factory=list)
+    applied: list[ExecutedBlock] = field(default_factory=list)
+
+
+class Replica:
+    def __init__(self, node_key: SigningKey, ledger: Ledger, raft_storage, rng: random.Random,
+                 options: ReplicaOptions | None = None) -> None:
+        options = options or ReplicaOptions()
+        self.key = node_key
+        self.id = node_key.party_id.hex()
+        self.ledger = ledger
+        self.storage = raft_storage
+        self.verified = VerifiedTxs(ledger.chain_id)
+        self.out = Outbox()
+        self._ticks = 0
+        self._catch_up: CatchUp | None = None
+        node_keys = self._node_keys()
+        if self.id not in node_keys:
+            raise ValueError("this node's key is not an active node of the consortium")
+        applied_index = self._meta_pair(META_APPLIED)[0]
+        certified = self.ledger.store.meta(META_CERTIFIED)
+        self.finality = Finality(ledger.chain_id, ledger.height, decode(certified) if certified else 0)
+        self._restore_pending_certificates()
+        config = RaftConfig(
+            node_id=self.id, voters=tuple(sorted(node_keys)), election_tick=options.election_tick,
+            heartbeat_tick=options.heartbeat_tick, max_append_entries=options.max_append_entries,
+            max_inflight_appends=options.max_inflight_appends,
+            max_uncommitted_entries=options.max_uncommitted_entries,
+            entry_validator=self.verified.batch_valid, can_vote=options.can_vote)
+        self.raft = RaftNode(config, raft_storage, rng, applied_index=applied_index)
+
+    # --- inputs ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._ticks += 1
+        self.raft.tick()
+        if self._ticks % RETRY_TICKS == 0:
+            self._retry()
+        self._drain()
+
+    def receive(self, message: NodeMessage) -> None:
+        """A message from a peer, already authenticated as coming from ``message.sender``."""
+        if isinstance(message, Endorsement):
+            self._on_endorsement(message)
+        elif isinstance(message, EndorsementRequest):
+            self._on_endorsement_request(message)
+        elif isinstance(message, BlocksRequest):
+            self._on_blocks_request(message)
+        elif isinstance(message, BlocksResponse):
+            self._on_blocks_response(message)
+        else:
+            self.raft.step(message)
+        self._drain()
+
+    def admit(self, raw: bytes) -> Tx:
+        """The static check at admission (once per node); raises ledger.tx.Rejected."""
+        return self.verified.check(raw)
+
+    def propose(self, txs: list[Tx], time_ms: int) -> int:
+        """Proposes admitted transactions as one batch; raises NotLeader / ProposalDropped."""
+        index = self.raft.propose(encode_batch(time_ms, [tx.raw for tx in txs]))
+        self._drain()
+        return index
+
+    def transfer_leadership(self, target: str) -> None:
+        self.raft.transfer_leadership(target)
+        self._drain()
+
+    def take(self) -> Outbox:
+        out, self.out = self.out, Outbox()
+        return out
+
+    # --- observation -------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.role == RaftRole.LEADER
+
+    @property
+    def leader(self) -> str | None:
+        return self.raft.leader
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
+
+    @property
+    def certified_height(self) -> int:
+        return self.finality.certified_through
+
+    @property
+    def catching_up(self) -> bool:
+        return self._catch_up is not None
+
+    # --- the Ready contract ------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        while (ready := self.raft.ready()) is not None:
+            self._process(ready)
+
+    def _process(self, ready: Ready) -> None:
+        self._persist(ready)                                   # 1. durable first
+        self.out.messages.extend(ready.messages)               # 2. then (queued for) sending
+        for entry in ready.committed:                          # 3. apply, durably with its index
+            self._apply(entry)
+        self.raft.advance(ready)                               # 4. acknowledge
+        if ready.catch_up is not None and self._catch_up is None:
+            self._catch_up = ready.catch_up
+            self._request_blocks()
+        self._compact()
+
+    def _persist(self, ready: Ready) -> None:
+        if hasattr(self.storage, "persist"):
+            self.storage.persist(ready.entries, ready.hard_state)
+            return
+        self.storage.append(ready.entries)
+        if ready.hard_state is not None:
+            self.storage.set_hard_state(ready.hard_state)
+
+    def _apply(self, entry) -> None:
+        applied = encode([entry.index, entry.term])
+        if entry.kind != EntryKind.NORMAL:
+            return
+        time_ms, raws = decode_batch(entry.data)       # validated before it was appended
+        txs = [self.verified.check(raw) for raw in raws]
+        node_set = self._node_set()
+        executed = self.ledger.build(txs, time_ms)
+        height, block_hash = executed.block.header.height, executed.block.hash
+        signature = self._endorse(height, block_hash)
+        self.ledger.commit(executed, meta={META_APPLIED: applied, META_RAFT_AT + u64(height): applied,
+                                           META_ENDORSED + u64(height): signature})
+        self.out.applied.append(executed)
+        certificate = self.finality.applied(height, block_hash, node_set, (self.key.public_key, signature))
+        self._store_certificate(certificate)
+        for peer in self._peers():
+            self.out.messages.append(Endorsement(self.id, peer, height, block_hash, signature))
+
+    def _endorse(self, height: int, block_hash: bytes) -> bytes:
+        """Signs a block this node has stored. The guard: a height already endorsed is never
+        endorsed again for another hash (the stored signature is written with the block)."""
+        previous = self.ledger.store.meta(META_ENDORSED + u64(height))
+        assert previous is None, f"height {height} was already endorsed by this node"
+        return endorse(self.key, self.ledger.chain_id, height, block_hash)
+
+    # --- finality ----------------------------------------------------------------------------
+
+    def _on_endorsement(self, message: Endorsement) -> None:
+        signer = self._node_keys().get(message.sender)
+        if signer is None:
+            return
+        certificate = self.finality.add(signer, message.height, message.block_hash, message.signature)
+        self._store_certificate(certificate)
+
+    def _store_certificate(self, certificate: Certificate | None) -> None:
+        if certificate is None:
+            return
+        self.ledger.store.put_certificate(certificate.height, certificate.encode())
+        self.ledger.store.put_meta({META_CERTIFIED: encode(self.finality.certified_through)})
+
+    def _on_endorsement_request(self, message: EndorsementRequest) -> None:
+        last = min(self.height, message.from_height + min(message.count, MAX_ENDORSEMENTS_PER_REQUEST) - 1)
+        for height in range(max(1, message.from_height), last + 1):
+            signature = self.ledger.store.meta(META_ENDORSED + u64(height))
+            block = self.ledger.store.block(height)
+            if signature is not None and block is not None:
+                block_hash = _block_hash(block)
+                self.out.messages.append(Endorsement(self.id, message.sender, height, block_hash, signature))
+
+    def _restore_pending_certificates(self) -> None:
+        """After a restart: heights applied but not certified wait for endorsements again."""
+        with self.ledger.store.reader() as reader:
+            for height in range(self.finality.certified_through + 1, self.height + 1):
+                if self.ledger.store.certificate(height) is not None:
+                    self.finality.mark_certified(height)
+                    continue
+                signature = self.ledger.store.meta(META_ENDORSED + u64(height))
+                block_hash = _block_hash(reader.block(height))
+                node_set = self._node_set()
+                own = (self.key.public_key, signature) if signature else None
+                self._store_certificate(self.finality.applied(height, block_hash, node_set, own))
+
+    # --- catch-up ----------------------------------------------------------------------------
+
+    def _request_blocks(self) -> None:
+        if self._catch_up is not None:
+            self.out.messages.append(BlocksRequest(self.id, self._catch_up.leader, self.height + 1,
+                                                   MAX_BLOCKS_PER_RESPONSE))
+
+    def _on_blocks_request(self, message: BlocksRequest) -> None:
+        blocks, size = [], 0
+        last = min(self.finality.certified_through, message.from_height + message.max_blocks - 1)
+        for height in range(message.from_height, last + 1):
+            block, certificate = self.ledger.store.block(height), self.ledger.store.certificate(height)
+            if block is None or certificate is None or size + len(block) > MAX_CATCH_UP_BYTES:
+                break
+            blocks.append((block, certificate))
+            size += len(block) + len(certificate)
+        if not blocks:
+            return
+        index, term = self._meta_pair(META_RAFT_AT + u64(message.from_height + len(blocks) - 1))
+        self.out.messages.append(BlocksResponse(self.id, message.sender, tuple(blocks), index, term))
+
+    def _on_blocks_response(self, message: BlocksResponse) -> None:
+        """Verifies and stores certified blocks; once past the notice's index, resumes Raft."""
+        if self._catch_up is None:
+            return
+        for block, certificate in message.blocks:
+            if not self._install(block, certificate, message):
+                return
+        if message.raft_index >= self._catch_up.index:
+            self.storage.restore(message.raft_index, message.raft_term)
+            self.raft.restore(message.raft_index, message.raft_term)
+            self._catch_up = None
+        else:
+            self._request_blocks()
+
+    def _install(self, block: bytes, certificate_raw: bytes, message: BlocksResponse) -> bool:
+        node_set = self._node_set()
+        try:
+            executed = self.ledger.replay(block, check=self.verified.check)
+        except BlockError:
+            return False      # not the next block, or invalid: ignore this response
+        height, block_hash = executed.block.header.height, executed.block.hash
+        try:
+            Certificate.decode(certificate_raw).verify(self.ledger.chain_id, height, block_hash, node_set)
+        except (DecodeError, CertificateError):
+            return False
+        applied = encode([message.raft_index, message.raft_term])
+        self.ledger.commit(executed, certificate_raw, meta={META_RAFT_AT + u64(height): applied,
+                                                           META_APPLIED: applied})
+        self.finality.mark_certified(height)
+        self.ledger.store.put_meta({META_CERTIFIED: encode(self.finality.certified_through)})
+        self.out.applied.append(executed)
+        return True
+
+    # --- housekeeping ------------------------------------------------------------------------
+
+    def _retry(self) -> None:
+        if self._catch_up is not None:
+            self._request_blocks()
+        uncertified = self.finality.uncertified()
+        if uncertified:
+            count = min(len(uncertified), MAX_ENDORSEMENTS_PER_REQUEST)
+            for peer in self._peers():
+                self.out.messages.append(EndorsementRequest(self.id, peer, uncertified[0], count))
+
+    def _compact(self) -> None:
+        """Drops consensus entries that produced certified blocks, keeping a tail."""
+        certified = self.finality.certified_through
+        if certified == 0:
+            return
+        index = self._meta_pair(META_RAFT_AT + u64(certified))[0] - LOG_RETENTION_ENTRIES
+        if index >= self.storage.first_index():
+            self.storage.compact(index)
+
+    def _peers(self) -> list[str]:
+        return [node for node in sorted(self._node_keys()) if node != self.id]
+
+    def _node_set(self) -> frozenset[bytes]:
+        """Public keys of the node set in force for the next block (active nodes at the head)."""
+        with self.ledger.store.reader() as reader:
+            return node_set_in_force(reader)
+
+    def _node_keys(self) -> dict[str, bytes]:
+        return {party_id(key).hex(): key for key in self._node_set()}
+
+    def _meta_pair(self, key: bytes) -> tuple[int, int]:
+        raw = self.ledger.store.meta(key)
+        return (0, 0) if raw is None else tuple(decode(raw))
+
+
+def _block_hash(raw: bytes) -> bytes:
+    return decode_block(raw).hash
