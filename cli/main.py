@@ -17,12 +17,7 @@ import click
 
 from ledger.keys import KeyFileError, SigningKey, read_key_file, write_key_file
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_INPUT = 3
-EXIT_UNAVAILABLE = 4
-EXIT_VERIFY_FAILED = 5
+from cli.common import UserError, json_option, passphrase
 
 
 def _version() -> str:
@@ -30,25 +25,6 @@ def _version() -> str:
         return version("nanum-ledger")
     except PackageNotFoundError:
         return "unknown"
-
-
-class UserError(click.ClickException):
-    """A mistake a person can fix; shown as one line, never as a traceback."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_INPUT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _passphrase(env_name: str | None) -> bytes | None:
-    import os
-
-    if env_name is None:
-        return None
-    value = os.environ.get(env_name)
-    if value is None:
-        raise UserError(f"environment variable {env_name} is not set")
-    return value.encode()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,7 +46,7 @@ def keys_generate(path: Path, passphrase_env: str | None, as_json: bool) -> None
     """Generate a new key at PATH (refuses to overwrite) and print its party id."""
     key = SigningKey.generate()
     try:
-        write_key_file(path, key, _passphrase(passphrase_env))
+        write_key_file(path, key, passphrase(passphrase_env))
     except FileExistsError:
         raise UserError(f"{path} already exists; keys are never overwritten") from None
     except OSError as exc:
@@ -85,7 +61,7 @@ def keys_generate(path: Path, passphrase_env: str | None, as_json: bool) -> None
 def keys_show(path: Path, passphrase_env: str | None, as_json: bool) -> None:
     """Print the public key and party id of the key at PATH."""
     try:
-        key = read_key_file(path, _passphrase(passphrase_env))
+        key = read_key_file(path, passphrase(passphrase_env))
     except KeyFileError as exc:
         raise UserError(str(exc)) from None
     _print_key(path, key, as_json)
@@ -106,6 +82,12 @@ def demo() -> None:
 
     sys.exit(run_demo())
 
+
+from cli.node_cmds import init, node_group, status  # noqa: E402  (commands register below)
+
+main.add_command(init)
+main.add_command(node_group)
+main.add_command(status)
 
 if __name__ == "__main__":
     main()

@@ -158,6 +158,7 @@ class ExecutedBlock:
     merkle_nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
     codes: list[Code] = field(default_factory=list)
     accounts: list[tuple[bytes, int, int]] = field(default_factory=list)   # (id, leaf, index)
+    txs: list[Tx] = field(default_factory=list)                             # in entry order
 
 
 def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateReader) -> ExecutedBlock:
@@ -186,7 +187,7 @@ def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateR
     header = Header(head.chain_id, height, head.hash, time_ms, len(txs), frontier.size,
                     frontier.root(), commitment.root())
     return ExecutedBlock(Block(header, tuple(entries)), ChainHead(header, frontier, commitment),
-                         overlay, nodes, codes, accounts)
+                         overlay, nodes, codes, accounts, list(txs))
 
 
 def parties_of(tx: Tx, state: Overlay) -> set[bytes]:
@@ -291,7 +292,7 @@ def genesis_block(genesis_tx: Tx, base: StateReader) -> ExecutedBlock:
     header = Header(genesis.chain_id(), 0, GENESIS_PREV_HASH, genesis.created_ms, 1, 1,
                     frontier.root(), commitment.root())
     return ExecutedBlock(Block(header, (entry,)), ChainHead(header, frontier, commitment),
-                         overlay, nodes, [Code.OK], [(genesis_tx.author_id, 0, 0)])
+                         overlay, nodes, [Code.OK], [(genesis_tx.author_id, 0, 0)], [genesis_tx])
 
 
 def check_genesis_tx(tx: Tx) -> None:

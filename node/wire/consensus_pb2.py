@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19node/wire/consensus.proto\x12\x08nanum.v1\"\x1b\n\x08\x45nvelope\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"#\n\x0f\x45xchangeSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\"=\n\x12\x46\x65tchBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\"]\n\x0c\x43\x61tchUpChunk\x12&\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x16.nanum.v1.CatchUpBlock\x12\x12\n\nraft_index\x18\x02 \x01(\x04\x12\x11\n\traft_term\x18\x03 \x01(\x04\"B\n\x0c\x43\x61tchUpBlock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"\x1d\n\x0e\x46orwardRequest\x12\x0b\n\x03txs\x18\x01 \x03(\x0c\"\"\n\x0f\x46orwardResponse\x12\x0f\n\x07results\x18\x01 \x03(\x0c\x32\xcf\x01\n\tConsensus\x12;\n\x08\x45xchange\x12\x12.nanum.v1.Envelope\x1a\x19.nanum.v1.ExchangeSummary(\x01\x12\x45\n\x0b\x46\x65tchBlocks\x12\x1c.nanum.v1.FetchBlocksRequest\x1a\x16.nanum.v1.CatchUpChunk0\x01\x12>\n\x07\x46orward\x12\x18.nanum.v1.ForwardRequest\x1a\x19.nanum.v1.ForwardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19node/wire/consensus.proto\x12\x08nanum.v1\"\x1b\n\x08\x45nvelope\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"4\n\x0f\x45xchangeSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\x0f\n\x07refused\x18\x02 \x01(\x04\x32H\n\tConsensus\x12;\n\x08\x45xchange\x12\x12.nanum.v1.Envelope\x1a\x19.nanum.v1.ExchangeSummary(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_start=39
   _globals['_ENVELOPE']._serialized_end=66
   _globals['_EXCHANGESUMMARY']._serialized_start=68
-  _globals['_EXCHANGESUMMARY']._serialized_end=103
-  _globals['_FETCHBLOCKSREQUEST']._serialized_start=105
-  _globals['_FETCHBLOCKSREQUEST']._serialized_end=166
-  _globals['_CATCHUPCHUNK']._serialized_start=168
-  _globals['_CATCHUPCHUNK']._serialized_end=261
-  _globals['_CATCHUPBLOCK']._serialized_start=263
-  _globals['_CATCHUPBLOCK']._serialized_end=329
-  _globals['_FORWARDREQUEST']._serialized_start=331
-  _globals['_FORWARDREQUEST']._serialized_end=360
-  _globals['_FORWARDRESPONSE']._serialized_start=362
-  _globals['_FORWARDRESPONSE']._serialized_end=396
-  _globals['_CONSENSUS']._serialized_start=399
-  _globals['_CONSENSUS']._serialized_end=606
+  _globals['_EXCHANGESUMMARY']._serialized_end=120
+  _globals['_CONSENSUS']._serialized_start=122
+  _globals['_CONSENSUS']._serialized_end=194
 # @@protoc_insertion_point(module_scope)

@@ -39,38 +39,15 @@ class ConsensusStub:
                 request_serializer=node_dot_wire_dot_consensus__pb2.Envelope.SerializeToString,
                 response_deserializer=node_dot_wire_dot_consensus__pb2.ExchangeSummary.FromString,
                 _registered_method=True)
-        self.FetchBlocks = channel.unary_stream(
-                '/nanum.v1.Consensus/FetchBlocks',
-                request_serializer=node_dot_wire_dot_consensus__pb2.FetchBlocksRequest.SerializeToString,
-                response_deserializer=node_dot_wire_dot_consensus__pb2.CatchUpChunk.FromString,
-                _registered_method=True)
-        self.Forward = channel.unary_unary(
-                '/nanum.v1.Consensus/Forward',
-                request_serializer=node_dot_wire_dot_consensus__pb2.ForwardRequest.SerializeToString,
-                response_deserializer=node_dot_wire_dot_consensus__pb2.ForwardResponse.FromString,
-                _registered_method=True)
 
 
 class ConsensusServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Exchange(self, request_iterator, context):
-        """A long-lived stream of messages from one node to another; the receiver answers nothing per
-        message (Raft responses travel on the reverse stream).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def FetchBlocks(self, request, context):
-        """Catch-up: committed blocks with their certificates, in bounded chunks, from a height.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Forward(self, request, context):
-        """Forwarding: a follower passes a client's submission to the leader.
+        """A long-lived stream of messages from one node to another. Responses travel on the reverse
+        stream, which the other node opens; the summary is returned when the stream ends.
+        Catch-up (blocks with certificates) and endorsements are messages on these streams too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,16 +60,6 @@ def add_ConsensusServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=node_dot_wire_dot_consensus__pb2.Envelope.FromString,
                     response_serializer=node_dot_wire_dot_consensus__pb2.ExchangeSummary.SerializeToString,
-            ),
-            'FetchBlocks': grpc.unary_stream_rpc_method_handler(
-                    servicer.FetchBlocks,
-                    request_deserializer=node_dot_wire_dot_consensus__pb2.FetchBlocksRequest.FromString,
-                    response_serializer=node_dot_wire_dot_consensus__pb2.CatchUpChunk.SerializeToString,
-            ),
-            'Forward': grpc.unary_unary_rpc_method_handler(
-                    servicer.Forward,
-                    request_deserializer=node_dot_wire_dot_consensus__pb2.ForwardRequest.FromString,
-                    response_serializer=node_dot_wire_dot_consensus__pb2.ForwardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,60 +89,6 @@ class Consensus:
             '/nanum.v1.Consensus/Exchange',
             node_dot_wire_dot_consensus__pb2.Envelope.SerializeToString,
             node_dot_wire_dot_consensus__pb2.ExchangeSummary.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def FetchBlocks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/nanum.v1.Consensus/FetchBlocks',
-            node_dot_wire_dot_consensus__pb2.FetchBlocksRequest.SerializeToString,
-            node_dot_wire_dot_consensus__pb2.CatchUpChunk.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Forward(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/nanum.v1.Consensus/Forward',
-            node_dot_wire_dot_consensus__pb2.ForwardRequest.SerializeToString,
-            node_dot_wire_dot_consensus__pb2.ForwardResponse.FromString,
             options,
             channel_credentials,
             insecure,

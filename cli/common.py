@@ -1,0 +1,48 @@
+"""What every ``nanum`` command shares: exit codes, user errors, JSON output, client setup."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from node.client import LedgerClient, TlsFiles
+from node.config import ConfigError, load_client_config
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_UNAVAILABLE = 4
+EXIT_VERIFY_FAILED = 5
+
+
+class UserError(click.ClickException):
+    """A mistake a person can fix; shown as one line, never as a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def passphrase(env_name: str | None) -> bytes | None:
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise UserError(f"environment variable {env_name} is not set")
+    return value.encode()
+
+
+def client_from(client_file: Path) -> LedgerClient:
+    """A LedgerClient from a client.toml (as written by ``nanum init``)."""
+    try:
+        config = load_client_config(client_file)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    tls = TlsFiles.load(config.ca_cert_file, config.tls_cert_file, config.tls_key_file)
+    return LedgerClient(list(config.nodes), tls, config.timeout_ms, config.max_message_bytes)

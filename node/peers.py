@@ -1,0 +1,73 @@
+"""Outbound links to the other nodes: one long-lived gRPC stream per peer, over mutual TLS.
+
+Owns connecting, the bounded send queue per peer, and reconnecting with bounded backoff.
+Consensus tolerates lost messages, so a full queue drops the oldest message rather than
+blocking the node, and a broken stream is simply reopened; nothing here ever retries a
+message. Inbound streams are handled by node.service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from node.codec import NodeMessage, encode_message
+from node.wire import consensus_pb2, consensus_pb2_grpc
+
+log = logging.getLogger("nanum.peers")
+
+MAX_PEER_QUEUE = 4096                 # messages waiting for one peer
+RECONNECT_BACKOFF_MS = (50, 1000)     # first and largest pause between connection attempts
+
+
+class PeerLink:
+    def __init__(self, peer_id: str, address: str, credentials: grpc.ChannelCredentials,
+                 options: list[tuple[str, int]]) -> None:
+        self.peer_id = peer_id
+        self.address = address
+        self._channel = grpc.aio.secure_channel(address, credentials, options=options)
+        self._stub = consensus_pb2_grpc.ConsensusStub(self._channel)
+        self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_PEER_QUEUE)
+        self._task: asyncio.Task | None = None
+        self.dropped = 0
+        self.connected = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id[:8]}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self._channel.close(grace=None)
+
+    def send(self, message: NodeMessage) -> None:
+        """Queues a message; when the queue is full the oldest is dropped (Raft resends)."""
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(encode_message(message))
+
+    async def _run(self) -> None:
+        backoff_ms = RECONNECT_BACKOFF_MS[0]
+        while True:
+            try:
+                await self._stub.Exchange(self._envelopes())
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if self.connected:
+                    log.info("link to %s lost: %s", self.address, exc.code().name)
+            self.connected = False
+            await asyncio.sleep(backoff_ms / 1000)
+            backoff_ms = min(backoff_ms * 2, RECONNECT_BACKOFF_MS[1])
+
+    async def _envelopes(self):
+        self.connected = True
+        while True:
+            yield consensus_pb2.Envelope(message=await self._queue.get())

@@ -1,0 +1,268 @@
+"""The node runtime: one asyncio event loop that drives a Replica over gRPC and LMDB.
+
+Owns the node process's moving parts: the tick timer (monotonic clock), the leader's batcher
+(submissions gathered into one proposal, bounded in size and wait), the waiters of pending
+submissions, routing the replica's outbox to peer links, and start/stop. Every call into the
+Replica happens on the loop's thread, so the replica needs no locks. The replica persists
+before its messages are handed to the links (see node.replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ledger.codes import Code
+from ledger.keys import read_key_file
+from ledger.ledger import Ledger
+from ledger.store import Store
+from ledger.tx import Tx
+from node.config import NodeConfig
+from node.peers import PeerLink
+from node.raft import NotLeader, ProposalDropped
+from node.raft_lmdb import LmdbRaftStorage
+from node.replica import Replica, ReplicaOptions
+from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
+
+log = logging.getLogger("nanum.node")
+
+
+class SubmitError(Exception):
+    """A submission that cannot be accepted now; ``status`` is the gRPC status to answer with."""
+
+    def __init__(self, status: grpc.StatusCode, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.leader = status, leader
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The recorded result of a submitted transaction."""
+
+    code: Code
+    height: int
+    index: int
+    leaf_index: int
+    duplicate: bool = False
+
+
+class NodeRuntime:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        genesis = Path(config.genesis_file).read_bytes()
+        store_path = Path(config.data_dir) / "ledger"
+        if Store(store_path, config.map_size_bytes).head() is None:
+            Ledger.create(store_path, genesis, config.map_size_bytes).close()
+        self.ledger = Ledger.open(store_path, config.map_size_bytes)
+        if self.ledger.block(0) != genesis:
+            raise RuntimeError(f"the store at {store_path} holds another chain than {config.genesis_file}")
+        node_key = read_key_file(config.node_key_file)
+        options = ReplicaOptions(election_tick=config.election_ticks, heartbeat_tick=config.heartbeat_ticks)
+        self.replica = Replica(node_key, self.ledger, LmdbRaftStorage(self.ledger.store),
+                               random.Random(os.urandom(16)), options)
+        self.addresses = {peer.node_id: peer.address for peer in config.peers}
+        self.addresses[self.replica.id] = config.listen
+        self._pending: list[Tx] = []
+        self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._applied_event = asyncio.Event()
+        self._links: dict[str, PeerLink] = {}
+        self._server: grpc.aio.Server | None = None
+        self._ticker: asyncio.Task | None = None
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        credentials = self._server_credentials()
+        options = [("grpc.max_receive_message_length", self.config.max_message_bytes),
+                   ("grpc.max_send_message_length", self.config.max_message_bytes)]
+        from node.service import ConsensusService, LedgerService   # service depends on runtime
+
+        self._server = grpc.aio.server(options=options)
+        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self), self._server)
+        consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = (ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
+                 consensus_pb2.DESCRIPTOR.services_by_name["Consensus"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self._server)
+        self._server.add_secure_port(self.config.listen, credentials)
+        await self._server.start()
+        for peer in self.config.peers:
+            link = PeerLink(peer.node_id, peer.address, self._client_credentials(), options)
+            link.start()
+            self._links[peer.node_id] = link
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop(), name="ticker")
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("node %s serving on %s (height %d)", self.replica.id[:12], self.config.listen, self.ledger.height)
+
+    async def stop(self) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for link in self._links.values():
+            await link.close()
+        if self._server is not None:
+            await self._server.stop(grace=0.5)
+        self.ledger.close()
+
+    async def _set_health(self, status) -> None:
+        result = self.health.set("", status)
+        if asyncio.iscoroutine(result):
+            await result
+
+    def _server_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(Path(self.config.tls_key_file).read_bytes(), Path(self.config.tls_cert_file).read_bytes())],
+            root_certificates=Path(self.config.ca_cert_file).read_bytes(), require_client_auth=True)
+
+    def _client_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=Path(self.config.ca_cert_file).read_bytes(),
+            private_key=Path(self.config.tls_key_file).read_bytes(),
+            certificate_chain=Path(self.config.tls_cert_file).read_bytes())
+
+    # --- driving the replica -----------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_ms / 1000
+        next_tick = time.monotonic()
+        while True:
+            next_tick += interval
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            self.replica.tick()
+            self.after_replica()
+
+    def after_replica(self) -> None:
+        """Routes what the replica produced: messages to peer links, applied blocks to waiters."""
+        out = self.replica.take()
+        for message in out.messages:
+            link = self._links.get(message.recipient)
+            if link is not None:
+                link.send(message)
+        for executed in out.applied:
+            self._resolve(executed)
+        if out.applied:
+            self._applied_event.set()
+            self._applied_event = asyncio.Event()
+
+    def _resolve(self, executed) -> None:
+        header = executed.block.header
+        first_leaf = header.tree_size - header.tx_count
+        for index, tx in enumerate(executed.txs):
+            for waiter in self._waiters.pop(tx.tx_id, ()):
+                if not waiter.done():
+                    waiter.set_result(Outcome(executed.codes[index], header.height, index, first_leaf + index))
+
+    # --- submissions -------------------------------------------------------------------------
+
+    async def submit(self, raw: bytes) -> Outcome:
+        """Admits, batches and waits for the block that records ``raw``. Raises SubmitError or
+        ledger.tx.Rejected (static check)."""
+        tx = self.replica.admit(raw)
+        recorded = self.recorded(tx)
+        if recorded is not None:
+            return recorded
+        if not self.replica.is_leader:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, "this node is not the leader; retry at the leader",
+                              self.leader_address())
+        if len(self._pending) >= self.config.max_pending_submissions:
+            raise SubmitError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"{len(self._pending)} submissions are queued; retry after a pause")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(tx.tx_id, []).append(waiter)
+        self._pending.append(tx)
+        self._schedule_flush()
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(waiter), self.config.submit_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise SubmitError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              "not committed in time; resubmitting the same transaction is safe") from None
+        if outcome.code in (Code.EXISTS, Code.EXISTS_WITH_DIFFERENT_FIELDS):
+            return self.recorded(tx) or outcome
+        return outcome
+
+    def recorded(self, tx: Tx) -> Outcome | None:
+        """The original result of an already recorded transaction id, if any."""
+        record = self.ledger.store.tx_record(tx.tx_id)
+        if record is None:
+            return None
+        code = Code(record.code) if record.body_hash == tx.body_hash() else Code.EXISTS_WITH_DIFFERENT_FIELDS
+        return Outcome(code, record.height, record.index, record.leaf_index, duplicate=True)
+
+    def _schedule_flush(self) -> None:
+        if len(self._pending) >= self.config.max_batch_txs:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                self.config.max_batch_wait_ms / 1000, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        while self._pending:
+            batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
+            try:
+                self.replica.propose(_unique(batch), int(time.time() * 1000))
+            except (NotLeader, ProposalDropped) as exc:
+                self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
+                                              f"proposal not accepted ({exc}); retry", self.leader_address()))
+            self.after_replica()
+
+    def _fail(self, batch: list[Tx], error: SubmitError) -> None:
+        for tx in batch:
+            for waiter in self._waiters.pop(tx.tx_id, ()):
+                if not waiter.done():
+                    waiter.set_exception(error)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def wait_for_height(self, height: int, timeout_ms: int) -> bool:
+        deadline = time.monotonic() + timeout_ms / 1000
+        while self.ledger.height < height:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._applied_event.wait(), remaining)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+    def leader_address(self) -> str | None:
+        leader = self.replica.leader
+        return None if leader is None else self.addresses.get(leader)
+
+    def node_name(self, node_id: str) -> str:
+        for peer in self.config.peers:
+            if peer.node_id == node_id:
+                return peer.name
+        return self.config.name if node_id == self.replica.id else ""
+
+
+def _unique(batch: list[Tx]) -> list[Tx]:
+    """One copy of each transaction per batch: duplicates share the first one's waiter."""
+    seen: dict[bytes, Tx] = {}
+    for tx in batch:
+        seen.setdefault(tx.raw, tx)
+    return list(seen.values())
+
+
+async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
+    runtime = NodeRuntime(config)
+    await runtime.start()
+    try:
+        await stop.wait()
+    finally:
+        await runtime.stop()

@@ -1,0 +1,221 @@
+"""The gRPC services of a node: the public Ledger API and the internal Consensus stream.
+
+Owns turning requests into runtime calls and every outcome into a gRPC status (see
+proto/ledger.proto for the table). Every input is checked before anything changes: sizes and
+ids first, then the transaction's static check; a refused request changes nothing.
+
+Trailing metadata on errors: ``nanum-code`` (result code number), ``nanum-code-name``,
+``nanum-leader`` (host:port of the leader when known), ``nanum-height``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from ledger.block import decode_block
+from ledger.codes import Code
+from ledger.encoding import decode
+from ledger.limits import MAX_TX_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
+from ledger.ledger import MAX_HISTORY_PAGE
+from ledger.tx import Rejected
+from node.codec import CodecError, decode_message
+from node.pki import PkiError, identity_from_pem
+from node.runtime import NodeRuntime, Outcome, SubmitError
+from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
+
+log = logging.getLogger("nanum.service")
+
+MAX_BATCH_SUBMISSIONS = 256
+DEFAULT_HISTORY_PAGE = 50
+READ_WAIT_MS = 5_000              # how long a read waits for min_height before UNAVAILABLE
+MAX_STREAM_BLOCKS = 10_000        # blocks in one StreamBlocks call
+
+
+async def _abort(context, status: grpc.StatusCode, message: str, code: Code | None = None,
+                 leader: str | None = None, height: int | None = None) -> None:
+    metadata = []
+    if code is not None:
+        metadata += [("nanum-code", str(int(code))), ("nanum-code-name", code.name)]
+    if leader:
+        metadata.append(("nanum-leader", leader))
+    if height is not None:
+        metadata.append(("nanum-height", str(height)))
+    await context.abort(status, message, trailing_metadata=tuple(metadata))
+
+
+def _response(tx_id: bytes, outcome: Outcome) -> ledger_pb2.SubmitResponse:
+    return ledger_pb2.SubmitResponse(tx_id=tx_id, code=int(outcome.code), code_name=outcome.code.name,
+                                     message=outcome.code.message, height=outcome.height,
+                                     leaf_index=outcome.leaf_index, duplicate=outcome.duplicate)
+
+
+class LedgerService(ledger_pb2_grpc.LedgerServicer):
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.runtime = runtime
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def Submit(self, request, context):
+        if len(request.tx) > MAX_TX_BYTES:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"a transaction has at most {MAX_TX_BYTES} bytes", Code.MALFORMED)
+        try:
+            outcome = await self.runtime.submit(request.tx)
+        except Rejected as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.rejection), exc.rejection.code)
+        except SubmitError as exc:
+            await _abort(context, exc.status, str(exc), leader=exc.leader)
+        tx_id = decode(request.tx)[3]
+        if outcome.code != Code.OK:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"{outcome.code.name}: {outcome.code.message}", outcome.code, height=outcome.height)
+        return _response(tx_id, outcome)
+
+    async def SubmitBatch(self, request, context):
+        if len(request.txs) > MAX_BATCH_SUBMISSIONS:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"a batch holds at most {MAX_BATCH_SUBMISSIONS} transactions")
+        results = await asyncio.gather(*(self._one(raw) for raw in request.txs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, SubmitError):
+                await _abort(context, result.status, str(result), leader=result.leader)
+        return ledger_pb2.SubmitBatchResponse(results=results)
+
+    async def _one(self, raw: bytes) -> ledger_pb2.SubmitResponse:
+        try:
+            outcome = await self.runtime.submit(raw) if len(raw) <= MAX_TX_BYTES else None
+        except Rejected as exc:
+            code = exc.rejection.code
+            return ledger_pb2.SubmitResponse(code=int(code), code_name=code.name, message=str(exc.rejection))
+        if outcome is None:
+            return ledger_pb2.SubmitResponse(code=int(Code.MALFORMED), code_name="MALFORMED",
+                                             message=f"a transaction has at most {MAX_TX_BYTES} bytes")
+        return _response(decode(raw)[3], outcome)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def _before_read(self, context, read, linearizable: bool) -> None:
+        """Read-your-writes via min_height; linearizable reads are served by the leader."""
+        if read.min_height and not await self.runtime.wait_for_height(read.min_height, READ_WAIT_MS):
+            await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                         f"this node has not reached height {read.min_height} yet; retry or ask another node",
+                         leader=self.runtime.leader_address())
+        if linearizable and not read.stale_ok and not self.runtime.replica.is_leader:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                         "linearizable reads are answered by the leader; retry there, or pass stale_ok",
+                         leader=self.runtime.leader_address())
+
+    async def GetTransaction(self, request, context):
+        await self._check_id(context, request.tx_id, TX_ID_BYTES, "tx_id")
+        await self._before_read(context, request.read, linearizable=False)
+        view = self.runtime.ledger.tx(request.tx_id)
+        if view is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, "no transaction with that id is recorded here")
+        record = view.record
+        return ledger_pb2.TransactionView(
+            tx=view.tx.raw, entry=view.entry, code=record.code, code_name=Code(record.code).name,
+            height=record.height, index=record.index, leaf_index=record.leaf_index,
+            tree_size=view.tree_size, tree_root=view.tree_root, inclusion_proof=view.proof)
+
+    async def GetBalance(self, request, context):
+        await self._check_id(context, request.member_id, PARTY_ID_BYTES, "member_id")
+        await self._before_read(context, request.read, linearizable=True)
+        ledger = self.runtime.ledger
+        total, buckets = ledger.balance(request.member_id)
+        return ledger_pb2.Balance(
+            member_id=request.member_id, registered=ledger.member_exists(request.member_id), points=total,
+            by_centre=[ledger_pb2.CentreBalance(centre_id=c, points=p) for c, p in buckets],
+            height=ledger.height)
+
+    async def GetHistory(self, request, context):
+        await self._check_id(context, request.party_id, PARTY_ID_BYTES, "party_id")
+        limit = request.limit or DEFAULT_HISTORY_PAGE
+        if not 1 <= limit <= MAX_HISTORY_PAGE or request.after_leaf < -1:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"limit is 1..{MAX_HISTORY_PAGE} and after_leaf is -1 or a leaf index")
+        await self._before_read(context, request.read, linearizable=False)
+        items = self.runtime.ledger.history(request.party_id, request.after_leaf, limit + 1)
+        return ledger_pb2.History(
+            items=[ledger_pb2.HistoryItem(leaf_index=leaf, tx=tx.raw, code=int(code))
+                   for leaf, tx, code in items[:limit]],
+            more=len(items) > limit)
+
+    async def StreamBlocks(self, request, context):
+        store, certified = self.runtime.ledger.store, self.runtime.replica.certified_height
+        last = certified if not request.max_blocks else min(certified, request.from_height + request.max_blocks - 1)
+        last = min(last, request.from_height + MAX_STREAM_BLOCKS - 1)
+        for height in range(request.from_height, last + 1):
+            yield ledger_pb2.CertifiedBlock(height=height, block=store.block(height),
+                                            certificate=store.certificate(height) or b"")
+
+    async def GetCheckpoint(self, request, context):
+        ledger, height = self.runtime.ledger, self.runtime.replica.certified_height
+        header = decode_block(ledger.block(height)).header
+        return ledger_pb2.Checkpoint(height=height, tree_size=header.tree_size, tree_root=header.tree_root,
+                                     block_hash=header.hash(), certificate=ledger.store.certificate(height) or b"",
+                                     chain_id=ledger.chain_id)
+
+    async def GetConsistencyProof(self, request, context):
+        size2 = request.size2 or self.runtime.ledger.head.header.tree_size
+        try:
+            proof = self.runtime.ledger.consistency_proof(request.size1, size2)
+        except ValueError as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return ledger_pb2.ConsistencyProof(size1=request.size1, size2=size2, proof=proof)
+
+    async def GetStatus(self, request, context):
+        runtime, replica = self.runtime, self.runtime.replica
+        role = replica.raft.role.value
+        this = ledger_pb2.NodeStatus(node_id=replica.id, name=runtime.config.name, address=runtime.config.listen,
+                                     role=role, term=replica.raft.term, applied_height=replica.height,
+                                     certified_height=replica.certified_height)
+        return ledger_pb2.ClusterStatus(chain_id=runtime.ledger.chain_id, leader_id=replica.leader or "",
+                                        leader_address=runtime.leader_address() or "", nodes=[this],
+                                        this_node_id=replica.id)
+
+    async def _check_id(self, context, value: bytes, size: int, name: str) -> None:
+        if len(value) != size:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{name} has {size} bytes, got {len(value)}")
+
+
+def peer_identity(context):
+    """The nanum identity proven by the peer's TLS certificate, or None."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    try:
+        return identity_from_pem(pems[0])
+    except PkiError:
+        return None
+
+
+class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.runtime = runtime
+
+    async def Exchange(self, request_iterator, context):
+        identity = peer_identity(context)
+        replica = self.runtime.replica
+        if identity is None or identity.role != "node":
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "consensus traffic is for nodes only")
+        peer_id = identity.party_id.hex()
+        if peer_id not in replica._node_keys() or peer_id == replica.id:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "this node is not in the current node set")
+        received = refused = 0
+        async for envelope in request_iterator:
+            try:
+                message = decode_message(envelope.message)
+            except CodecError as exc:
+                refused += 1
+                log.warning("refused a message from %s: %s", peer_id[:12], exc)
+                continue
+            if message.sender != peer_id or message.recipient != replica.id:
+                refused += 1
+                continue
+            received += 1
+            replica.receive(message)
+            self.runtime.after_replica()
+        return consensus_pb2.ExchangeSummary(received=received, refused=refused)
