@@ -75,5 +75,5 @@ MESSAGES: dict[Code, str] = {
     Code.INSUFFICIENT_APPROVALS: "fewer distinct admins signed than the consortium's threshold",
     Code.PARTY_EXISTS: "a party with that key is already known",
     Code.UNKNOWN_PARTY: "no active party with that key and role",
-    Code.LAST_OF_ROLE: "retiring it would leave the consortium with no active party of that role",
+    Code.LAST_OF_ROLE: "retiring it would leave the consortium with no active node",
 }

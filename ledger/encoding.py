@@ -86,8 +86,7 @@ def decode(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> Any:
 
 
 def _check_tree(value: Any, depth: int, field: str) -> None:
-    if depth > MAX_NESTING:
-        raise ValueError(f"nesting deeper than {MAX_NESTING}")
+    """``depth`` is the depth an array here would have: the top-level array is at 0."""
     if value is None or isinstance(value, (bool, bytes, str)):
         return
     if isinstance(value, int):
@@ -95,6 +94,8 @@ def _check_tree(value: Any, depth: int, field: str) -> None:
             raise ValueError(f"integer {value} outside 0..2**64-1")
         return
     if isinstance(value, list):
+        if depth > MAX_NESTING:
+            raise ValueError(f"arrays nested deeper than {MAX_NESTING}")
         for item in value:
             _check_tree(item, depth + 1, field)
         return

@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -75,15 +75,19 @@ class SigningKey:
             raise KeyFileError(_passphrase_hint(exc)) from None
         except ValueError:
             raise KeyFileError("not a PKCS#8 PEM private key, or the passphrase is wrong") from None
+        except UnsupportedAlgorithm:
+            raise KeyFileError("the key file holds a key of an unsupported algorithm") from None
         if not isinstance(key, Ed25519PrivateKey):
             raise KeyFileError("the key is not an Ed25519 key")
         return cls(key)
 
 
 def _passphrase_hint(exc: TypeError) -> str:
-    if "encrypted" in str(exc).lower() and "not" not in str(exc).lower():
-        return "the key file is encrypted; give its passphrase"
-    return "the key file is not encrypted; do not give a passphrase"
+    # cryptography says "Password was not given but private key is encrypted", or
+    # "Password was given but private key is not encrypted".
+    if "not encrypted" in str(exc).lower():
+        return "the key file is not encrypted; do not give a passphrase"
+    return "the key file is encrypted; give its passphrase"
 
 
 def party_id(public_key: bytes) -> bytes:

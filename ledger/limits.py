@@ -28,7 +28,7 @@ MAX_APPROVALS = 32                    # governance co-signatures
 MAX_GENESIS_PARTIES = 256             # per role in the genesis transaction
 
 # Amounts
-MAX_POINTS_PER_TX = 1_000_000         # one deposit, redemption, refund or voucher maximum
+MAX_POINTS_PER_TX = 1_000_000         # one deposit, redemption or refund
 MAX_BUCKET_POINTS = 10**12            # a member's points from one centre; sums stay far below 2**64
 MAX_VOLUNTEER_MINUTES = 100_000       # per deposit
 MAX_DONATION_AMOUNT = 10**12          # per deposit, in the smallest currency unit (KRW)

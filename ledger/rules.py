@@ -161,6 +161,8 @@ def _refund(tx: Tx, state: Overlay, _time_ms: int) -> Code:
     if payload.points > remaining:
         return Code.REFUND_EXCEEDS_REDEMPTION
     returned = _returned(redemption, payload.points)
+    if any(state.bucket(redemption.member_id, c) + p > MAX_BUCKET_POINTS for c, p in returned):
+        return Code.AMOUNT_OUT_OF_RANGE
     for centre_id, points in returned:
         state.set_bucket(redemption.member_id, centre_id,
                          state.bucket(redemption.member_id, centre_id) + points)

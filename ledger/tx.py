@@ -309,8 +309,10 @@ class Governance:
         admit = action == GovernanceAction.ADMIT
         name = expect_text(fields[3], "payload.name", MAX_NAME_BYTES, min_bytes=1 if admit else 0)
         address = expect_text(fields[4], "payload.address", MAX_ADDRESS_BYTES)
-        if not admit and (name or address):
-            raise DecodeError("a retirement carries no name or address", "payload.name")
+        if not admit and name:
+            raise DecodeError("a retirement carries no name", "payload.name")
+        if not admit and address:
+            raise DecodeError("a retirement carries no address", "payload.address")
         if admit and (role == Role.NODE) != bool(address):
             raise DecodeError("an admitted node needs an address; other roles have none", "payload.address")
         return cls(action, role, expect_bytes(fields[2], "payload.public_key", size=PUBLIC_KEY_BYTES),
