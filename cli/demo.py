@@ -25,6 +25,7 @@ from ledger.verify import verify_chain
 from ledger.voucher import sign_voucher
 from node.client import ClientError
 from node.cluster import ClusterError, LocalCluster
+from node.wire import ledger_pb2
 
 HOUR_MS = 3_600_000
 CATCH_UP_TIMEOUT_MS = 20_000
@@ -162,7 +163,7 @@ class Demo:
         report = verify_chain(self.cluster.genesis(), blocks, require_certificates=True)
         if not report.ok:
             raise DemoFailed(f"verification failed: {report.problem}")
-        click.echo(f"    verified {report.blocks} blocks, {report.transactions} transactions, "
+        click.echo(f"    verified {report.blocks} blocks (genesis included), {report.transactions} transactions, "
                    f"{report.members} member(s); every block certified by a majority of nodes")
         for centre, totals in report.centres.items():
             click.echo(f"    centre {centre.hex()[:12]}…: deposited {totals.deposited}, redeemed {totals.redeemed},"
@@ -183,8 +184,6 @@ class Demo:
         hashes = set()
         with self.cluster.client("auditor") as auditor:
             for address in self.cluster.layout.addresses:
-                auditor._preferred = address
-                checkpoint = auditor.stub(address).GetCheckpoint(
-                    __import__("node.wire.ledger_pb2", fromlist=["x"]).GetCheckpointRequest(), timeout=5)
+                checkpoint = auditor.stub(address).GetCheckpoint(ledger_pb2.GetCheckpointRequest(), timeout=5)
                 hashes.add(checkpoint.block_hash)
         _check("nodes agreeing on the certified head", len(hashes), 1)
