@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from cli.common import EXIT_UNAVAILABLE, UserError, client_from, json_option
+from ledger.keys import KeyFileError
+from ledger.store import StoreError
 from node.config import ConfigError, load_config
 from node.consortium import ConsortiumError, ConsortiumSpec, create_consortium
 
@@ -75,7 +77,10 @@ def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_l
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_serve(config, run_node))
+    try:
+        asyncio.run(_serve(config, run_node))
+    except (RuntimeError, StoreError, KeyFileError, OSError) as exc:
+        raise UserError(f"the node cannot start: {exc}", EXIT_UNAVAILABLE) from None
 
 
 async def _serve(config, run_node) -> None:

@@ -1,7 +1,8 @@
 """Commit certificates: a majority of the node set endorsing a block hash.
 
-A node that has applied and stored block h signs ``encode(["nanum/v1/block-cert", chain_id, h,
-block_hash])`` with its node key: an *endorsement*. A certificate for h is a set of
+A node that has applied and stored block h signs the block's checkpoint text
+(ledger.checkpoint: origin with the chain id, tree size, tree root, height and block hash) with
+its node key: an *endorsement*. A certificate for h is a set of
 endorsements by distinct nodes of the node set in force at h (the active nodes of the state
 *before* block h), at least a majority of it: ``len(node_set) // 2 + 1``.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ledger import keys
+from ledger.checkpoint import body_of
 from ledger.encoding import (
     DecodeError,
     decode,
@@ -29,7 +31,6 @@ from ledger.encoding import (
 )
 from ledger.limits import HASH_BYTES, MAX_GENESIS_PARTIES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 
-CERT_TAG = "nanum/v1/block-cert"
 MAX_CERT_SIGNATURES = MAX_GENESIS_PARTIES
 
 
@@ -41,12 +42,13 @@ class CertificateError(Exception):
         self.field, self.reason = field, reason
 
 
-def endorsement_bytes(chain_id: bytes, height: int, block_hash: bytes) -> bytes:
-    return encode([CERT_TAG, chain_id, height, block_hash])
+def endorsement_bytes(header) -> bytes:
+    """What a node signs for a block: its checkpoint text (a ledger.block.Header is given)."""
+    return body_of(header).text()
 
 
-def endorse(node_key: keys.SigningKey, chain_id: bytes, height: int, block_hash: bytes) -> bytes:
-    return node_key.sign(endorsement_bytes(chain_id, height, block_hash))
+def endorse(node_key: keys.SigningKey, header) -> bytes:
+    return node_key.sign(endorsement_bytes(header))
 
 
 def quorum(node_count: int) -> int:
@@ -81,14 +83,15 @@ class Certificate:
         return cls(expect_uint(fields[0], "certificate.height"),
                    expect_bytes(fields[1], "certificate.block_hash", size=HASH_BYTES), tuple(pairs))
 
-    def verify(self, chain_id: bytes, height: int, block_hash: bytes, node_set: frozenset[bytes]) -> None:
-        """Raises CertificateError unless this certifies ``block_hash`` at ``height`` with valid
+    def verify(self, header, node_set: frozenset[bytes]) -> None:
+        """Raises CertificateError unless this certifies the block of ``header`` with valid
         signatures of a majority of ``node_set`` (public keys). Every signature is checked."""
+        height, block_hash = header.height, header.hash()
         if self.height != height:
             raise CertificateError("certificate.height", f"certifies height {self.height}, not {height}")
         if self.block_hash != block_hash:
             raise CertificateError("certificate.block_hash", "certifies another block")
-        message = endorsement_bytes(chain_id, height, block_hash)
+        message = endorsement_bytes(header)
         for i, (public_key, signature) in enumerate(self.signatures):
             if public_key not in node_set:
                 raise CertificateError(f"certificate.signatures[{i}].public_key",

@@ -169,7 +169,7 @@ def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[b
     if raw is None:
         raise BlockError(height, None, "certificate", "the block has no commit certificate")
     try:
-        Certificate.decode(raw).verify(head.chain_id, height, head.hash, node_set)
+        Certificate.decode(raw).verify(head.header, node_set)
     except DecodeError as exc:
         raise BlockError(height, None, exc.field or "certificate", str(exc)) from None
     except CertificateError as exc:

@@ -32,8 +32,14 @@ class ClusterError(Exception):
     pass
 
 
-def free_base_port(count: int, start: int = 7600, attempts: int = 200) -> int:
-    """A base port such that ``count`` consecutive loopback ports are free right now."""
+PORT_RANGE = (20_000, 40_000)
+
+
+def free_base_port(count: int, attempts: int = 200) -> int:
+    """A base port such that ``count`` consecutive loopback ports are free right now. The search
+    starts at a place drawn from the process id, so concurrent runs rarely probe the same ports;
+    a node that still finds its port taken refuses to start (no SO_REUSEPORT)."""
+    start = PORT_RANGE[0] + (os.getpid() * 97) % (PORT_RANGE[1] - PORT_RANGE[0] - attempts * 10)
     for base in range(start, start + attempts * 10, 10):
         if all(_port_free(base + i) for i in range(count)):
             return base

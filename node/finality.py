@@ -24,6 +24,7 @@ MAX_EARLY_HEIGHTS = 256
 
 @dataclass(slots=True)
 class _Pending:
+    header: object                                           # ledger.block.Header
     block_hash: bytes
     node_set: frozenset[bytes]                               # public keys
     signatures: dict[bytes, bytes] = field(default_factory=dict)
@@ -42,13 +43,13 @@ class Finality:
         """Applied heights still waiting for a certificate, lowest first."""
         return sorted(self._pending)
 
-    def applied(self, height: int, block_hash: bytes, node_set: frozenset[bytes],
-                own: tuple[bytes, bytes] | None) -> Certificate | None:
-        """Registers a block applied here, with this node's own (public key, signature)."""
+    def applied(self, header, node_set: frozenset[bytes], own: tuple[bytes, bytes] | None) -> Certificate | None:
+        """Registers a block applied here (its header), with this node's own (public key, signature)."""
+        height, block_hash = header.height, header.hash()
         self._applied = max(self._applied, height)
         if height <= self.certified_through or height in self._certified:
             return None
-        self._pending[height] = _Pending(block_hash, node_set)
+        self._pending[height] = _Pending(header, block_hash, node_set)
         certificate = None
         if own is not None:
             certificate = self.add(own[0], height, block_hash, own[1])
@@ -66,7 +67,7 @@ class Finality:
             return None
         if block_hash != pending.block_hash:
             return None    # the signer holds another block at this height: never counted
-        if not keys.verify(signer, signature, endorsement_bytes(self._chain_id, height, block_hash)):
+        if not keys.verify(signer, signature, endorsement_bytes(pending.header)):
             return None
         pending.signatures[signer] = signature
         if len(pending.signatures) < quorum(len(pending.node_set)):

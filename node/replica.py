@@ -195,22 +195,23 @@ class Replica:
         txs = [self.verified.check(raw) for raw in raws]
         node_set = self._node_set()
         executed = self.ledger.build(txs, time_ms)
-        height, block_hash = executed.block.header.height, executed.block.hash
-        signature = self._endorse(height, block_hash)
+        header = executed.block.header
+        height, block_hash = header.height, header.hash()
+        signature = self._endorse(header)
         self.ledger.commit(executed, meta={META_APPLIED: applied, META_RAFT_AT + u64(height): applied,
                                            META_ENDORSED + u64(height): signature})
         self.out.applied.append(executed)
-        certificate = self.finality.applied(height, block_hash, node_set, (self.key.public_key, signature))
+        certificate = self.finality.applied(header, node_set, (self.key.public_key, signature))
         self._store_certificate(certificate)
         for peer in self._peers():
             self.out.messages.append(Endorsement(self.id, peer, height, block_hash, signature))
 
-    def _endorse(self, height: int, block_hash: bytes) -> bytes:
-        """Signs a block this node has stored. The guard: a height already endorsed is never
-        endorsed again for another hash (the stored signature is written with the block)."""
-        previous = self.ledger.store.meta(META_ENDORSED + u64(height))
-        assert previous is None, f"height {height} was already endorsed by this node"
-        return endorse(self.key, self.ledger.chain_id, height, block_hash)
+    def _endorse(self, header) -> bytes:
+        """Signs a block's checkpoint before storing it. The guard: a height already endorsed
+        is never endorsed again (the signature is written in the block's own transaction)."""
+        previous = self.ledger.store.meta(META_ENDORSED + u64(header.height))
+        assert previous is None, f"height {header.height} was already endorsed by this node"
+        return endorse(self.key, header)
 
     # --- finality ----------------------------------------------------------------------------
 
@@ -244,10 +245,9 @@ class Replica:
                     self.finality.mark_certified(height)
                     continue
                 signature = self.ledger.store.meta(META_ENDORSED + u64(height))
-                block_hash = _block_hash(reader.block(height))
-                node_set = self._node_set()
+                header = decode_block(reader.block(height)).header
                 own = (self.key.public_key, signature) if signature else None
-                self._store_certificate(self.finality.applied(height, block_hash, node_set, own))
+                self._store_certificate(self.finality.applied(header, self._node_set(), own))
 
     # --- catch-up ----------------------------------------------------------------------------
 
@@ -290,9 +290,9 @@ class Replica:
             executed = self.ledger.replay(block, check=self.verified.check)
         except BlockError:
             return False      # not the next block, or invalid: ignore this response
-        height, block_hash = executed.block.header.height, executed.block.hash
+        height = executed.block.header.height
         try:
-            Certificate.decode(certificate_raw).verify(self.ledger.chain_id, height, block_hash, node_set)
+            Certificate.decode(certificate_raw).verify(executed.block.header, node_set)
         except (DecodeError, CertificateError):
             return False
         applied = encode([message.raft_index, message.raft_term])

@@ -88,7 +88,9 @@ class NodeRuntime:
                    ("grpc.max_send_message_length", self.config.max_message_bytes)]
         from node.service import ConsensusService, LedgerService   # service depends on runtime
 
-        self._server = grpc.aio.server(options=options)
+        # No SO_REUSEPORT: a second process on our port must make this node fail to start,
+        # never share the port (and its clients) silently.
+        self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
         ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self), self._server)
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -96,7 +98,12 @@ class NodeRuntime:
                  consensus_pb2.DESCRIPTOR.services_by_name["Consensus"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self._server)
-        self._server.add_secure_port(self.config.listen, credentials)
+        try:
+            port = self._server.add_secure_port(self.config.listen, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise RuntimeError(f"cannot listen on {self.config.listen}: the address is in use or invalid")
         await self._server.start()
         for peer in self.config.peers:
             link = PeerLink(peer.node_id, peer.address, self._client_credentials(), options)

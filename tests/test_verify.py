@@ -129,7 +129,7 @@ def chain(tmp_path_factory) -> Chain:
             assert code == expected_rejections.get((height, index), Code.OK), (height, index, code)
         block_hash = executed.block.hash
         certificate = Certificate.build(height, block_hash, [
-            (node.public_key, endorse(node, c.chain_id, height, block_hash)) for node in c.nodes[:2]
+            (node.public_key, endorse(node, executed.block.header)) for node in c.nodes[:2]
         ]).encode()
         ledger.commit(executed, certificate)
         blocks.append(executed.block.encode())
