@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 
-from ledger.codes import Code
 from ledger.keys import SigningKey
 from ledger.tx import Deposit, DepositKind, Redeem, Refund, RegisterMember, Reversal, make_tx
 from ledger.verify import verify_chain

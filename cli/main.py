@@ -17,7 +17,7 @@ import click
 
 from ledger.keys import KeyFileError, SigningKey, read_key_file, write_key_file
 
-from cli.common import UserError, json_option, passphrase
+from cli.common import UserError, passphrase
 
 
 def _version() -> str:
@@ -88,6 +88,19 @@ from cli.node_cmds import init, node_group, status  # noqa: E402  (commands regi
 main.add_command(init)
 main.add_command(node_group)
 main.add_command(status)
+
+from cli.read_cmds import balance, history, tx_group  # noqa: E402
+from cli.tx_cmds import deposit, member_group, redeem, refund, reverse, voucher_group  # noqa: E402
+
+main.add_command(member_group)
+main.add_command(deposit)
+main.add_command(voucher_group)
+main.add_command(redeem)
+main.add_command(refund)
+main.add_command(reverse)
+main.add_command(balance)
+main.add_command(history)
+main.add_command(tx_group)
 
 if __name__ == "__main__":
     main()

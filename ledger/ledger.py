@@ -157,8 +157,8 @@ class Ledger:
             proof = merkle.inclusion_proof(record.leaf_index, size, r.merkle_node)
         return TxView(decode_tx(decode(entry)[0]), record, entry, proof, size, self.head.header.tree_root)
 
-    def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, Tx, Code]]:
-        """(leaf index, transaction, result) touching a party or member, oldest first."""
+    def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, Tx, Code]]:
+        """(leaf index, height, transaction, result) touching a party or member, oldest first."""
         _check_size(party_id, PARTY_ID_BYTES, "a party id")
         if not 0 < limit <= MAX_HISTORY_PAGE:
             raise ValueError(f"a history page holds 1..{MAX_HISTORY_PAGE} items")
@@ -166,7 +166,7 @@ class Ledger:
             found = []
             for leaf, height, index in r.account_entries(party_id, after_leaf, limit):
                 tx_raw, code = decode(r.decoded_block(height).entries[index])
-                found.append((leaf, decode_tx(tx_raw), Code(code)))
+                found.append((leaf, height, decode_tx(tx_raw), Code(code)))
         return found
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:

@@ -94,9 +94,10 @@ class Voucher:
             raise DecodeError(f"a voucher string starts with {COMPACT_PREFIX!r}", "voucher")
         body = text[len(COMPACT_PREFIX):]
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
-            raise DecodeError("voucher string is not valid base64url", "voucher") from None
+            raise DecodeError("the voucher string has characters outside base64url, or is cut short",
+                              "voucher") from None
         return cls.from_wire(decode(raw))
 
 

@@ -133,9 +133,11 @@ class LedgerClient:
         read = ledger_pb2.ReadOptions(min_height=min_height)
         return self.call("GetTransaction", ledger_pb2.GetTransactionRequest(tx_id=tx_id, read=read))
 
-    def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 50) -> ledger_pb2.History:
+    def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 50,
+                min_height: int = 0) -> ledger_pb2.History:
+        read = ledger_pb2.ReadOptions(min_height=min_height)
         return self.call("GetHistory", ledger_pb2.GetHistoryRequest(party_id=party_id, after_leaf=after_leaf,
-                                                                    limit=limit))
+                                                                    limit=limit, read=read))
 
     def checkpoint(self) -> ledger_pb2.Checkpoint:
         return self.call("GetCheckpoint", ledger_pb2.GetCheckpointRequest())

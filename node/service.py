@@ -139,8 +139,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         await self._before_read(context, request.read, linearizable=False)
         items = self.runtime.ledger.history(request.party_id, request.after_leaf, limit + 1)
         return ledger_pb2.History(
-            items=[ledger_pb2.HistoryItem(leaf_index=leaf, tx=tx.raw, code=int(code))
-                   for leaf, tx, code in items[:limit]],
+            items=[ledger_pb2.HistoryItem(leaf_index=leaf, tx=tx.raw, code=int(code), height=height)
+                   for leaf, height, tx, code in items[:limit]],
             more=len(items) > limit)
 
     async def StreamBlocks(self, request, context):

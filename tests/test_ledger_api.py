@@ -164,7 +164,7 @@ def test_an_unknown_tx_id_is_none(story):
 
 
 def _kinds(entries):
-    return [(leaf, type(tx.payload), code) for leaf, tx, code in entries]
+    return [(leaf, type(tx.payload), code) for leaf, _height, tx, code in entries]
 
 
 def test_a_members_history_shows_every_kind_oldest_first(story):
@@ -182,8 +182,8 @@ def test_a_members_history_shows_every_kind_oldest_first(story):
         (13, Refund, Code.NOT_AUTHORISED),
     ]
     # the resubmitted deposit (EXISTS) is not a second event in the history
-    assert [tx.tx_id for _, tx, _ in history].count(story.txs["dep_a100"].tx_id) == 1
-    assert [tx for _, tx, _ in history][:3] == [story.txs[n] for n in ("reg_alice", "dep_a100", "dep_b40")]
+    assert [tx.tx_id for _, _, tx, _ in history].count(story.txs["dep_a100"].tx_id) == 1
+    assert [tx for _, _, tx, _ in history][:3] == [story.txs[n] for n in ("reg_alice", "dep_a100", "dep_b40")]
 
 
 def test_history_pages_with_after_leaf_and_limit(story):
@@ -196,13 +196,13 @@ def test_history_pages_with_after_leaf_and_limit(story):
         if not page:
             break
         assert len(page) <= 4
-        pages.append([leaf for leaf, _, _ in page])
+        pages.append([leaf for leaf, _, _, _ in page])
         after = page[-1][0]
     assert pages == [[1, 3, 4, 6], [8, 9, 10, 11], [13]]
-    assert [leaf for page in pages for leaf in page] == [leaf for leaf, _, _ in full]
+    assert [leaf for page in pages for leaf in page] == [leaf for leaf, _, _, _ in full]
     # after_leaf need not be one of the member's own leaves
-    assert [leaf for leaf, _, _ in ledger.history(alice, after_leaf=4, limit=2)] == [6, 8]
-    assert [leaf for leaf, _, _ in ledger.history(alice, after_leaf=5, limit=2)] == [6, 8]
+    assert [leaf for leaf, _, _, _ in ledger.history(alice, after_leaf=4, limit=2)] == [6, 8]
+    assert [leaf for leaf, _, _, _ in ledger.history(alice, after_leaf=5, limit=2)] == [6, 8]
     assert ledger.history(alice, after_leaf=13) == []
 
 
@@ -214,7 +214,7 @@ def test_a_partners_history_shows_what_it_wrote(story):
 
 def test_histories_do_not_leak_between_members(story):
     bob = story.consortium.member("bob").party_id
-    assert [leaf for leaf, _, _ in story.ledger.history(bob)] == [2, 5, 7]
+    assert [leaf for leaf, _, _, _ in story.ledger.history(bob)] == [2, 5, 7]
     assert story.ledger.history(story.consortium.member("stranger").party_id) == []
 
 

@@ -58,15 +58,15 @@ class RaftNode:
         self._role = Role.FOLLOWER
         self._leader: str | None = None
         self._reported = SoftState(Role.FOLLOWER, None)
-        self._election_elapsed = 0
-        self._heartbeat_elapsed = 0
-        self._election_timeout = 0
+        self._election_elapsed_ticks = 0
+        self._heartbeat_elapsed_ticks = 0
+        self._election_timeout_ticks = 0
         self._reset_election_timer()
         self._votes: dict[str, bool] = {}
         self._progress: dict[str, Progress] = {}
         self._replication_pending = False
         self._transfer_target: str | None = None
-        self._transfer_elapsed = 0
+        self._transfer_elapsed_ticks = 0
         self._outbox: list[Message] = []
         self._catch_up: CatchUp | None = None
         self._outstanding: Ready | None = None
@@ -140,7 +140,7 @@ class RaftNode:
         if target == self._config.node_id or target == self._transfer_target:
             return
         self._transfer_target = target
-        self._transfer_elapsed = 0
+        self._transfer_elapsed_ticks = 0
         self._maybe_send_timeout_now(target)
         self._replicate_to(target)
 
@@ -227,31 +227,31 @@ class RaftNode:
     # --- timers ------------------------------------------------------------
 
     def _reset_election_timer(self) -> None:
-        self._election_elapsed = 0
+        self._election_elapsed_ticks = 0
         # Randomised in [election_tick, 2 * election_tick) so split votes resolve.
-        self._election_timeout = self._config.election_tick + self._rng.randrange(self._config.election_tick)
+        self._election_timeout_ticks = self._config.election_tick + self._rng.randrange(self._config.election_tick)
 
     def _tick_election(self) -> None:
-        self._election_elapsed += 1
-        if self._config.can_vote and self._election_elapsed >= self._election_timeout:
+        self._election_elapsed_ticks += 1
+        if self._config.can_vote and self._election_elapsed_ticks >= self._election_timeout_ticks:
             self._campaign(leader_transfer=False)
 
     def _tick_leader(self) -> None:
-        self._election_elapsed += 1
-        self._heartbeat_elapsed += 1
+        self._election_elapsed_ticks += 1
+        self._heartbeat_elapsed_ticks += 1
         if self._transfer_target is not None:
-            self._transfer_elapsed += 1
-            if self._transfer_elapsed >= self._config.election_tick:
+            self._transfer_elapsed_ticks += 1
+            if self._transfer_elapsed_ticks >= self._config.election_tick:
                 self._transfer_target = None  # the target did not take over in time
-        if self._election_elapsed >= self._config.election_tick:
-            self._election_elapsed = 0
+        if self._election_elapsed_ticks >= self._config.election_tick:
+            self._election_elapsed_ticks = 0
             if self._config.check_quorum and not self._quorum_recently_active():
                 self._become_follower(self._term, None)
                 return
         for progress in self._progress.values():
             progress.tick_stall(self._config.election_tick)
-        if self._heartbeat_elapsed >= self._config.heartbeat_tick:
-            self._heartbeat_elapsed = 0
+        if self._heartbeat_elapsed_ticks >= self._config.heartbeat_tick:
+            self._heartbeat_elapsed_ticks = 0
             for peer in self._config.peers:
                 self._heartbeat_to(peer)
 
@@ -269,7 +269,7 @@ class RaftNode:
         return (
             self._config.check_quorum
             and self._leader is not None
-            and self._election_elapsed < self._config.election_tick
+            and self._election_elapsed_ticks < self._config.election_tick
         )
 
     # --- role changes ----------------------------------------------------------
@@ -326,7 +326,7 @@ class RaftNode:
         self._role = Role.LEADER
         self._leader = self._config.node_id
         self._reset_election_timer()
-        self._heartbeat_elapsed = 0
+        self._heartbeat_elapsed_ticks = 0
         next_index = self._log.last_index() + 1
         self._progress = {peer: Progress(next=next_index) for peer in self._config.peers}
         # Figure 8: entries of earlier terms commit only once an entry of this
@@ -386,13 +386,17 @@ class RaftNode:
         return (free_to_vote or future_pre_vote) and self._log.is_up_to_date(request.last_index, request.last_term)
 
     def _on_vote_response(self, response: VoteResponse) -> None:
-        if self._role is Role.PRE_CANDIDATE and response.pre_vote:
-            if response.granted and response.term != self._term + 1:
-                return  # answer to an earlier pre-campaign
-        elif not (self._role is Role.CANDIDATE and not response.pre_vote):
-            return
-        self._votes.setdefault(response.sender, response.granted)
-        self._count_votes()
+        if self._answers_current_election(response):
+            self._votes.setdefault(response.sender, response.granted)
+            self._count_votes()
+
+    def _answers_current_election(self, response: VoteResponse) -> bool:
+        if self._role is Role.CANDIDATE:
+            return not response.pre_vote  # the term check in step() already matched it
+        if self._role is Role.PRE_CANDIDATE:
+            # A grant echoes the term we asked about; a rejection carries the voter's term.
+            return response.pre_vote and (not response.granted or response.term == self._term + 1)
+        return False
 
     def _on_timeout_now(self) -> None:
         if self._role is Role.FOLLOWER and self._config.can_vote:
@@ -407,7 +411,7 @@ class RaftNode:
         if self._role is not Role.FOLLOWER:
             self._become_follower(self._term, leader)
         self._leader = leader
-        self._election_elapsed = 0
+        self._election_elapsed_ticks = 0
 
     def _on_append(self, append: AppendEntries) -> None:
         self._follow(append.sender)

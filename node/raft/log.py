@@ -106,9 +106,6 @@ class RaftLog:
     def unstable_entries(self) -> tuple[Entry, ...]:
         return tuple(self._unstable)
 
-    def has_unstable(self) -> bool:
-        return bool(self._unstable)
-
     # --- in-memory writes --------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> None:
