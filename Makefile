@@ -23,8 +23,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ledger_core.py
 
 SEEDS ?= 20000
+START ?= 0
+JOBS ?= 2
 sim: $(STAMP)
-	$(BIN)/python -m tests.sim --seeds $(SEEDS)
+	$(BIN)/python -m tests.sim --both --seeds $(SEEDS) --start $(START) --jobs $(JOBS)
 
 # The generated code lives in node/wire/ and is committed; tests/test_wire.py fails if it drifts.
 proto: $(STAMP)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ledger.block import BlockError, ExecutedBlock, decode_block
 from ledger.certificate import Certificate, CertificateError, endorse
@@ -98,6 +99,9 @@ class Replica:
             max_uncommitted_entries=options.max_uncommitted_entries,
             entry_validator=self.verified.batch_valid, can_vote=options.can_vote)
         self.raft = RaftNode(config, raft_storage, rng, applied_index=applied_index)
+        # Fault injection for the simulator: called with the name of each step of the Ready
+        # contract just before it runs; it may raise to model a crash at that point.
+        self.crash_point: Callable[[str], None] | None = None
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -169,10 +173,14 @@ class Replica:
             self._process(ready)
 
     def _process(self, ready: Ready) -> None:
+        self._at("persist")
         self._persist(ready)                                   # 1. durable first
+        self._at("send")
         self.out.messages.extend(ready.messages)               # 2. then (queued for) sending
         for entry in ready.committed:                          # 3. apply, durably with its index
+            self._at("apply")
             self._apply(entry)
+        self._at("advance")
         self.raft.advance(ready)                               # 4. acknowledge
         if ready.catch_up is not None and self._catch_up is None:
             self._catch_up = ready.catch_up
@@ -201,6 +209,7 @@ class Replica:
         self.ledger.commit(executed, meta={META_APPLIED: applied, META_RAFT_AT + u64(height): applied,
                                            META_ENDORSED + u64(height): signature})
         self.out.applied.append(executed)
+        self._at("endorse")
         certificate = self.finality.applied(header, node_set, (self.key.public_key, signature))
         self._store_certificate(certificate)
         for peer in self._peers():
@@ -212,6 +221,10 @@ class Replica:
         previous = self.ledger.store.meta(META_ENDORSED + u64(header.height))
         assert previous is None, f"height {header.height} was already endorsed by this node"
         return endorse(self.key, header)
+
+    def _at(self, step: str) -> None:
+        if self.crash_point is not None:
+            self.crash_point(step)
 
     # --- finality ----------------------------------------------------------------------------
 
