@@ -102,5 +102,10 @@ main.add_command(balance)
 main.add_command(history)
 main.add_command(tx_group)
 
+from cli.receipt_cmds import receipt_group, settlement_group  # noqa: E402
+
+main.add_command(receipt_group)
+main.add_command(settlement_group)
+
 if __name__ == "__main__":
     main()

@@ -67,7 +67,9 @@ def node_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Override the data folder.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_level: str) -> None:
+@click.option("--rejoin", is_flag=True,
+              help="This node lost its data and is rebuilt from its peers: it does not vote while so run.")
+def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_level: str, rejoin: bool) -> None:
     """Run a node until SIGINT or SIGTERM."""
     from node.runtime import run_node
 
@@ -78,17 +80,17 @@ def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_l
         raise UserError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(_serve(config, run_node))
+        asyncio.run(_serve(config, run_node, rejoin))
     except (RuntimeError, StoreError, KeyFileError, OSError) as exc:
         raise UserError(f"the node cannot start: {exc}", EXIT_UNAVAILABLE) from None
 
 
-async def _serve(config, run_node) -> None:
+async def _serve(config, run_node, rejoin: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await run_node(config, stop)
+    await run_node(config, stop, rejoin)
 
 
 @click.command("status")

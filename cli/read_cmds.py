@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cli.receipt_cmds import write_receipt
 from cli.common import (
     EXIT_VERIFY_FAILED,
     UserError,
@@ -154,14 +155,17 @@ class VerificationFailed(UserError):
 @client_option
 @click.option("--min-height", metavar="H", type=click.IntRange(min=0), default=0,
               help="Wait (bounded) until the answering node has applied this height.")
+@click.option("--receipt", "receipt_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a receipt to FILE, checkable offline with `nanum receipt verify`.")
 @json_option
-def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool) -> None:
+def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool, receipt_file: Path | None = None) -> None:
     """A transaction decoded, its result and height, and its inclusion proof, verified here."""
     session = Session(client_file)
     chain_id = session.chain_id
     with talking(), session.client() as client:
         view = client.transaction(tx_id, min_height=min_height)
     tx = verify_view(view, tx_id, chain_id)
+    receipt = write_receipt(session, tx_id, max(min_height, view.height), receipt_file) if receipt_file else None
     code = Code(view.code)
     role_name = session.genesis.parties().get(tx.author_id)
     author = f"{role_name[0]} {role_name[1]}" if role_name else None
@@ -172,7 +176,8 @@ def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool) -> 
                    "code": int(code), "code_name": code.name, "message": code.message,
                    "height": view.height, "index": view.index, "leaf_index": view.leaf_index,
                    "tree_size": view.tree_size, "tree_root": view.tree_root.hex(),
-                   "inclusion_proof": [h.hex() for h in view.inclusion_proof], "verified": True})
+                   "inclusion_proof": [h.hex() for h in view.inclusion_proof], "verified": True,
+                   **({"receipt_file": str(receipt_file)} if receipt else {})})
         return
     click.echo(f"transaction {tx.tx_id.hex()}  ({kind_name(tx)})")
     click.echo(f"  author:  {tx.author_id.hex()}" + (f"  ({author})" if author else ""))
@@ -184,6 +189,9 @@ def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool) -> 
     click.echo(f"  recorded at height {view.height}, position {view.index}, leaf {view.leaf_index}")
     click.echo(f"inclusion proof verified against tree size {view.tree_size} root {view.tree_root.hex()} "
                f"({len(view.inclusion_proof)} hashes); signatures verified")
+    if receipt:
+        click.echo(f"receipt written to {receipt_file}: block {receipt.height}, certified by {receipt.signers} "
+                   f"of the {receipt.nodes} genesis nodes, verified")
 
 
 def verify_view(view, tx_id: bytes, chain_id: bytes) -> Tx:

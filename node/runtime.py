@@ -56,7 +56,10 @@ class Outcome:
 
 
 class NodeRuntime:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, rejoin: bool = False) -> None:
+        """``rejoin``: this node lost its disk and is being rebuilt from its peers. It may have
+        forgotten a vote it cast and entries it acknowledged, so it must not vote while it runs
+        so; it replicates and catches up normally."""
         self.config = config
         genesis = Path(config.genesis_file).read_bytes()
         store_path = Path(config.data_dir) / "ledger"
@@ -66,7 +69,8 @@ class NodeRuntime:
         if self.ledger.block(0) != genesis:
             raise RuntimeError(f"the store at {store_path} holds another chain than {config.genesis_file}")
         node_key = read_key_file(config.node_key_file)
-        options = ReplicaOptions(election_tick=config.election_ticks, heartbeat_tick=config.heartbeat_ticks)
+        options = ReplicaOptions(election_tick=config.election_ticks, heartbeat_tick=config.heartbeat_ticks,
+                                 can_vote=not rejoin)
         self.replica = Replica(node_key, self.ledger, LmdbRaftStorage(self.ledger.store),
                                random.Random(os.urandom(16)), options)
         self.addresses = {peer.node_id: peer.address for peer in config.peers}
@@ -266,8 +270,8 @@ def _unique(batch: list[Tx]) -> list[Tx]:
     return list(seen.values())
 
 
-async def run_node(config: NodeConfig, stop: asyncio.Event) -> None:
-    runtime = NodeRuntime(config)
+async def run_node(config: NodeConfig, stop: asyncio.Event, rejoin: bool = False) -> None:
+    runtime = NodeRuntime(config, rejoin)
     await runtime.start()
     try:
         await stop.wait()

@@ -137,11 +137,13 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"limit is 1..{MAX_HISTORY_PAGE} and after_leaf is -1 or a leaf index")
         await self._before_read(context, request.read, linearizable=False)
-        items = self.runtime.ledger.history(request.party_id, request.after_leaf, limit + 1)
+        ledger = self.runtime.ledger
+        items = ledger.history(request.party_id, request.after_leaf, limit)
+        more = len(items) == limit and bool(ledger.history(request.party_id, items[-1][0], 1))
         return ledger_pb2.History(
             items=[ledger_pb2.HistoryItem(leaf_index=leaf, tx=tx.raw, code=int(code), height=height)
-                   for leaf, height, tx, code in items[:limit]],
-            more=len(items) > limit)
+                   for leaf, height, tx, code in items],
+            more=more)
 
     async def StreamBlocks(self, request, context):
         store, certified = self.runtime.ledger.store, self.runtime.replica.certified_height

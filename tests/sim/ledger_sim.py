@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ledger.block import decode_block
 from ledger.certificate import Certificate
+from ledger.encoding import decode
 from ledger.keys import SigningKey
 from ledger.ledger import Ledger
 from ledger.tx import Deposit, DepositKind, Redeem, Refund, RegisterMember, Rejected, Reversal, make_tx
@@ -54,6 +55,7 @@ CRASH_IN_STEP_RATE = 0.002        # per step of the Ready contract, during chaos
 # Healing needs an election, replication, a catch-up of certified blocks for a node that lost
 # its disk, and the endorsement round (re-requested every RETRY_TICKS).
 LIVENESS_BOUND_TICKS = 40 * ELECTION_TICK
+PROBE_RETRY_TICKS = 3 * ELECTION_TICK
 CRASH_STEPS = ("persist", "send", "apply", "endorse", "advance")
 
 
@@ -338,22 +340,16 @@ class LedgerSimulation:
                 self._start(node)
 
     def _await_liveness(self) -> None:
-        healed_at, probe = self._now, None
-        while True:
-            if probe is None:
-                leader = next((n for n in self._shuffled_up() if n.replica.is_leader), None)
-                if leader is not None:
-                    raw = make_tx(self.consortium.centres[0], self.consortium.chain_id,
-                                  hashlib.sha256(b"probe%d" % self.seed).digest()[:16],
-                                  RegisterMember(hashlib.sha256(b"member%d" % self.seed).digest())).raw
-                    tx = leader.replica.admit(raw)
-                    try:
-                        self._call(leader, lambda r: r.propose([tx], self._time_ms()))
-                        probe = tx.tx_id
-                    except ProposalDropped:
-                        pass
-            if probe is not None and self._certified_everywhere(probe):
-                break
+        """A client submits a fresh transaction and, like node.client, resubmits the same bytes
+        (idempotent) every PROBE_RETRY_TICKS until it is applied and certified everywhere: an
+        entry proposed to a leader that is then deposed may rightly be discarded."""
+        healed_at = self._now
+        probe = make_tx(self.consortium.centres[0], self.consortium.chain_id,
+                        hashlib.sha256(b"probe%d" % self.seed).digest()[:16],
+                        RegisterMember(hashlib.sha256(b"member%d" % self.seed).digest())).raw
+        while not self._certified_everywhere(probe):
+            if (self._now - healed_at) % PROBE_RETRY_TICKS == 0:
+                self._submit_to_leader(probe)
             if self._now - healed_at >= LIVENESS_BOUND_TICKS:
                 state = {n.node_id[:8]: (n.replica.raft.role.value, n.replica.height, n.replica.certified_height,
                                          n.replica.catching_up) for n in self.nodes.values()}
@@ -363,7 +359,17 @@ class LedgerSimulation:
             self._step()
         self.stats["heal_ticks"] = self._now - healed_at
 
-    def _certified_everywhere(self, tx_id: bytes) -> bool:
+    def _submit_to_leader(self, raw: bytes) -> None:
+        for node in self._shuffled_up():
+            if node.replica.is_leader:
+                tx = node.replica.admit(raw)
+                try:
+                    self._call(node, lambda r: r.propose([tx], self._time_ms()))
+                except ProposalDropped:
+                    pass
+
+    def _certified_everywhere(self, raw: bytes) -> bool:
+        tx_id = decode(raw)[3]
         for node in self.nodes.values():
             record = node.ledger.store.tx_record(tx_id)
             if record is None or node.replica.certified_height < record.height:
