@@ -24,6 +24,7 @@ import click
 
 from cli.common import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_VERIFY_FAILED, UserError, json_option
 from cli.session import Session, emit_json, party_id_callback, talking
+from ledger import files
 from ledger.block import Header, decode_block
 from ledger.codes import Code
 from ledger.encoding import DecodeError, encode
@@ -79,13 +80,11 @@ class VerificationFailed(UserError):
 
 def read_file(path: Path, max_bytes: int, what: str) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(max_bytes + 1)
+        return files.read_limited(path, max_bytes)
+    except files.FileTooLarge:
+        raise UserError(f"{what} {path} is larger than {max_bytes} bytes") from None
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(raw) > max_bytes:
-        raise UserError(f"{what} {path} is larger than {max_bytes} bytes")
-    return raw
 
 
 def write_file(path: Path, data: bytes, what: str) -> None:

@@ -37,6 +37,7 @@ from cli.session import (
     refusal_line,
     tx_id_callback,
 )
+from ledger import files
 from ledger.codes import Code
 from ledger.encoding import DecodeError
 from ledger.keys import KeyFileError, SigningKey, read_key_file
@@ -62,6 +63,8 @@ MAX_SMALL_FILE_BYTES = 16 * 1024          # a voucher file or a member's key fil
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _DURATION_PART = re.compile(r"(\d{1,9})([smhd])")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+VOUCHER_FILE_MODE = 0o600        # a voucher spends points: readable by its holder only
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -336,16 +339,11 @@ def voucher_create(key_file: Path | None, passphrase_env: str | None, client_fil
 
 def _write_new_file(path: Path, text: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        files.write_new_file(path, text.encode("ascii"), VOUCHER_FILE_MODE)
     except FileExistsError:
         raise UserError(f"{path} already exists; a voucher file is never overwritten") from None
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        os.write(fd, text.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- redeem, refund, reverse ------------------------------------------------------------------

@@ -11,13 +11,13 @@ for every role, carries no personal data, and is shown as 40 lowercase hex digit
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger import files
 from ledger.encoding import encode
 from ledger.limits import PARTY_ID_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 
@@ -109,24 +109,17 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
 
 def write_key_file(path: Path, key: SigningKey, passphrase: bytes | None = None) -> None:
     """Writes the key as PKCS#8 PEM, created with mode 0600 and fsynced; refuses to overwrite."""
-    path = Path(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
-    try:
-        os.write(fd, key.to_pem(passphrase))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    files.write_new_file(Path(path), key.to_pem(passphrase), KEY_FILE_MODE)
 
 
 def read_key_file(path: Path, passphrase: bytes | None = None) -> SigningKey:
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            pem = handle.read(MAX_KEY_FILE_BYTES + 1)
+        pem = files.read_limited(path, MAX_KEY_FILE_BYTES)
+    except files.FileTooLarge:
+        raise KeyFileError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes") from None
     except OSError as exc:
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    if len(pem) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError(f"key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
     return SigningKey.from_pem(pem, passphrase)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ledger import files
 from ledger.limits import MAX_ADDRESS_BYTES, MAX_BLOCK_BYTES, MAX_GENESIS_PARTIES, MAX_NAME_BYTES
 from ledger.limits import MAX_TXS_PER_BLOCK, PARTY_ID_BYTES
 
@@ -486,24 +487,10 @@ def _check_for_writing(config: Any, settings: tuple[_Setting, ...],
 
 
 def _write_text(path: Path, text: str, overwrite: bool) -> None:
-    data = text.encode("utf-8")
-    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if overwrite else path
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CONFIG_FILE_MODE)
+        files.write_new_file(path, text.encode("utf-8"), CONFIG_FILE_MODE, overwrite)
     except FileExistsError:
-        raise ConfigError(None, f"refusing to overwrite existing file {target}") from None
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        target.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    if overwrite:
-        os.replace(target, path)
+        raise ConfigError(None, f"refusing to overwrite existing file {path}") from None
 
 
 # --- a minimal TOML writer: scalars, arrays of scalars, arrays of tables --------------------

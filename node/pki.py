@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ledger import files
 from ledger.limits import PARTY_ID_BYTES
 
 # --- named limits and constants ------------------------------------------------------------
@@ -346,33 +347,19 @@ def read_certificate(path: Path) -> x509.Certificate:
 def write_new_file(path: Path, data: bytes, mode: int) -> None:
     """Creates ``path`` exclusively with exactly ``mode``, writes ``data`` and fsyncs it.
     PkiError if it exists; a failed write removes the partial file."""
-    path = Path(path)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        files.write_new_file(Path(path), data, mode)
     except FileExistsError:
         raise PkiError(f"refusing to overwrite existing file {path}") from None
     except OSError as exc:
         raise PkiError(f"cannot create {path}: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, mode)           # the umask may have cleared bits of a certificate's mode
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
 
 
 def read_limited(path: Path, limit: int, what: str) -> bytes:
     """At most ``limit`` bytes of ``path``; PkiError if unreadable or larger."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        return files.read_limited(Path(path), limit)
+    except files.FileTooLarge:
+        raise PkiError(f"{what} file {path} is larger than {limit} bytes") from None
     except OSError as exc:
         raise PkiError(f"cannot read {what} file {path}: {exc.strerror}") from None
-    if len(data) > limit:
-        raise PkiError(f"{what} file {path} is larger than {limit} bytes")
-    return data
