@@ -102,6 +102,10 @@ main.add_command(balance)
 main.add_command(history)
 main.add_command(tx_group)
 
+from cli.audit_cmds import audit_group  # noqa: E402  (also adds `node check` to the node group)
+
+main.add_command(audit_group)
+
 from cli.receipt_cmds import receipt_group, settlement_group  # noqa: E402
 
 main.add_command(receipt_group)

@@ -61,6 +61,7 @@ from ledger.tx import (
 )
 
 HEADER_TAG = "nanum/v1/block-header"
+MAX_CODE = max(Code)
 GENESIS_PREV_HASH = bytes(HASH_BYTES)
 
 
@@ -106,7 +107,7 @@ def encode_entry(tx_raw: bytes, code: Code) -> bytes:
 def decode_entry(raw: bytes) -> tuple[bytes, int]:
     fields = expect_array(decode(raw, MAX_TX_BYTES + 16), 2, "entry")
     return (expect_bytes(fields[0], "entry.tx", max_size=MAX_TX_BYTES),
-            expect_uint(fields[1], "entry.code", 0, max(Code)))
+            expect_uint(fields[1], "entry.code", 0, MAX_CODE))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ VOUCHER = b"\x04"
 DEPOSIT = b"\x05"
 REDEMPTION = b"\x06"
 CONSORTIUM = b"\x07"
+BUCKET_PREFIX_BYTES = 21          # the bucket table byte and a member id: one member's buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ class Overlay:
         self._base = base
         self._writes: dict[bytes, bytes | None] = {}
         self._before: dict[bytes, bytes | None] = {}
+        self._buckets_written: dict[bytes, set[bytes]] = {}   # member prefix -> bucket keys written
         self._records: dict[bytes, TxRecord] = {}
 
     # raw access
@@ -140,11 +142,17 @@ class Overlay:
     def put(self, key: bytes, value: bytes | None) -> None:
         if key not in self._before:
             self._before[key] = self._base.get(key)
+            if key[:1] == BUCKET:
+                self._buckets_written.setdefault(key[:BUCKET_PREFIX_BYTES], set()).add(key)
         self._writes[key] = value
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         merged = {k: v for k, v in self._base.scan(prefix)}
-        merged.update((k, v) for k, v in self._writes.items() if k.startswith(prefix))
+        if len(prefix) == BUCKET_PREFIX_BYTES and prefix[:1] == BUCKET:
+            written: Iterable[bytes] = self._buckets_written.get(prefix, ())   # one member's buckets
+        else:
+            written = (k for k in self._writes if k.startswith(prefix))
+        merged.update((k, self._writes[k]) for k in written)
         for key in sorted(merged):
             if merged[key] is not None:
                 yield key, merged[key]
@@ -261,7 +269,7 @@ class MemoryState:
 
     @staticmethod
     def _group(key: bytes) -> bytes:
-        return key[:1] if key[:1] != BUCKET else key[:21]
+        return key[:1] if key[:1] != BUCKET else key[:BUCKET_PREFIX_BYTES]
 
     def get(self, key: bytes) -> bytes | None:
         return self.entries.get(key)

@@ -7,6 +7,13 @@ problem and reports its exact place (height, transaction index, field) and why.
 
 It holds the whole state in memory (``MemoryState``), so it needs no store and can run on an
 export. The auditor CLI and a node's start-up check are built on it.
+
+Also here: ``Prechecked``, a block whose static checks (decoding, chain id, every transaction
+signature, every certificate signature) were already done elsewhere (``ledger.parallel`` does
+them on all cores); ``verify_chain`` then replays the rules only, and reports any problem the
+static checks found at exactly the place the sequential verifier would. And ``check_store``,
+the quick O(state) integrity check a node runs before it starts; and ``verify_note``, which
+checks a signed checkpoint note against the node keys an auditor trusts.
 """
 
 from __future__ import annotations
@@ -15,13 +22,25 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Union
 
-from ledger.block import BlockError, ChainHead, decode_block, decode_genesis_block, replay_block
+from ledger import keys
+from ledger.block import (
+    BlockError,
+    ChainHead,
+    Header,
+    decode_block,
+    decode_genesis_block,
+    replay_block,
+)
+from ledger.commitment import StateCommitment
 from ledger.encoding import DecodeError, decode
-from ledger.certificate import Certificate, CertificateError
+from ledger.certificate import Certificate, CertificateError, quorum
+from ledger.checkpoint import CheckpointBody, CheckpointError, key_id, key_name, parse_note
+from ledger.merkle import leaf_hash, root_at
 from ledger.state import (
     BUCKET,
     DEPOSIT,
     MEMBER,
+    PARTY,
     REDEMPTION,
     MemoryState,
     Overlay,
@@ -29,7 +48,7 @@ from ledger.state import (
     StateReader,
 )
 from ledger.store import Store, StoreReader
-from ledger.tx import Role, check_tx
+from ledger.tx import Rejected, Rejection, Role, Tx, check_tx, decode_tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,8 @@ class Report:
     centres: dict[bytes, CentreTotals] = field(default_factory=dict)
     redeemed_by_partner: dict[bytes, int] = field(default_factory=dict)
     state_vector: bytes = b""
+    names: dict[bytes, str] = field(default_factory=dict)     # party id -> name, from the party table
+    state_root: bytes = b""
 
     def fail(self, problem: Problem) -> "Report":
         self.ok = False
@@ -77,15 +98,35 @@ class Report:
         return self
 
 
-BlockInput = Union[bytes, tuple[bytes, Optional[bytes]]]
+@dataclass(frozen=True, slots=True)
+class Prechecked:
+    """A block (and its certificate) whose static checks were done elsewhere, with their results.
+
+    ``txs_ok``: every entry decoded and passed ``check_tx`` for this chain. ``failure``: the raw
+    bytes and rejection of the first entry that failed it (None if none failed, or if an entry
+    could not even be decoded: the replay finds that itself). ``signed_hash`` and
+    ``signatures_ok``: the block hash the certificate's signatures were checked against, and
+    whether each one verifies (None if the certificate does not decode). Anything not positively
+    checked is checked again in full by the replay."""
+
+    block: bytes
+    certificate: bytes | None = None
+    txs_ok: bool = False
+    failure: tuple[bytes, Rejection] | None = None
+    signed_hash: bytes | None = None
+    signatures_ok: tuple[bool, ...] | None = None
+
+
+BlockInput = Union[bytes, tuple[bytes, Optional[bytes]], Prechecked]
 
 
 def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False) -> Report:
     """Verifies block 0 and then each block in order; see the module docstring.
 
-    Each item of ``blocks`` is an encoded block, or a pair (encoded block, encoded certificate
-    or None). A certificate given is checked against the node set in force at its height; with
-    ``require_certificates`` a missing one is a problem too."""
+    Each item of ``blocks`` is an encoded block, a pair (encoded block, encoded certificate
+    or None), or a ``Prechecked``. A certificate given is checked against the node set in force
+    at its height; with ``require_certificates`` a missing one is a problem too. The iterable
+    may raise BlockError (an unreadable source): that is the problem at its place."""
     return _replay(genesis_raw, blocks, require_certificates)[0]
 
 
@@ -100,35 +141,36 @@ def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput],
     state.absorb(executed.state)
     head = executed.head
     _count(report, head, 1)
-    expected = 1
-    for item in blocks:
-        raw, certificate = item if isinstance(item, tuple) else (item, None)
-        try:
-            node_set = node_set_in_force(state)
-            head = _verify_next(head, raw, state, expected)
-            if certificate is not None or require_certificates:
-                _check_certificate(head, certificate, node_set)
-        except BlockError as exc:
-            return report.fail(Problem(exc.height, exc.index, exc.field, exc.reason)), state
-        _count(report, head, head.header.tx_count)
-        expected += 1
+    items = iter(blocks)
+    try:
+        for item in items:
+            head = _verify_item(head, item, state, require_certificates)
+            _count(report, head, head.header.tx_count)
+    except BlockError as exc:
+        return report.fail(Problem(exc.height, exc.index, exc.field, exc.reason)), state
     report.state_vector = head.commitment.to_bytes()
+    report.state_root = head.header.state_root
     _summarise(report, state)
     _check_conservation(report, head)
     return report, state
 
 
-def verify_store(store: Store) -> Report:
+def verify_store(store: Store, certificates: bool = False) -> Report:
     """Verifies a node's store: replays its blocks from its own block 0 (as ``verify_chain``),
     then compares what the replay produced with what the store holds — every state entry,
     every transaction record, the state vector and the head. A store whose chain verifies
-    but whose state was changed underneath is caught here."""
+    but whose state was changed underneath is caught here. With ``certificates``, every
+    stored certificate is checked too (the newest blocks may not have one yet)."""
     with store.reader() as r:
         head = r.head()
         if head is None:
             return Report().fail(Problem(0, None, "store", "the store holds no chain"))
         genesis = r.block(0)
-        blocks = (r.block(h) or b"" for h in range(1, head.header.height + 1))
+        heights = range(1, head.header.height + 1)
+        if certificates:
+            blocks = ((r.block(h) or b"", store.certificate(h)) for h in heights)
+        else:
+            blocks = (r.block(h) or b"" for h in heights)
         report, state = _replay(genesis, blocks)
         if report.ok:
             _compare_store(report, r, state, head)
@@ -164,6 +206,48 @@ def node_set_in_force(state: StateReader) -> frozenset[bytes]:
     return frozenset(party.public_key for _, party in Overlay(state).active_parties(Role.NODE))
 
 
+def _verify_item(head: ChainHead, item: BlockInput, state: MemoryState, require_certificates: bool) -> ChainHead:
+    """Verifies one block after ``head`` (and its certificate) and absorbs it into ``state``."""
+    node_set = node_set_in_force(state)
+    expected = head.header.height + 1
+    if isinstance(item, Prechecked):
+        head = _verify_next(head, item.block, state, expected, _prechecked_check(item))
+        if item.certificate is not None or require_certificates:
+            _check_prechecked_certificate(head, item, node_set)
+        return head
+    raw, certificate = item if isinstance(item, tuple) else (item, None)
+    head = _verify_next(head, raw, state, expected)
+    if certificate is not None or require_certificates:
+        _check_certificate(head, certificate, node_set)
+    return head
+
+
+def _prechecked_check(item: Prechecked):
+    """The static check for a prechecked block's entries: a failure found elsewhere is raised
+    for its transaction; a block checked in full is only decoded; anything else is checked."""
+    def check(tx_raw: bytes, chain_id: bytes) -> Tx:
+        if item.failure is not None and tx_raw == item.failure[0]:
+            raise Rejected(item.failure[1])
+        if item.txs_ok:
+            return decode_tx(tx_raw)
+        return check_tx(tx_raw, chain_id)
+    return check
+
+
+def _check_prechecked_certificate(head: ChainHead, item: Prechecked, node_set: frozenset[bytes]) -> None:
+    if item.signatures_ok is None or item.signed_hash != head.hash:
+        _check_certificate(head, item.certificate, node_set)
+        return
+    height = head.header.height
+    try:
+        certificate = Certificate.decode(item.certificate)
+        certificate.verify(head.header, node_set, lambda i, *_: item.signatures_ok[i])
+    except DecodeError as exc:
+        raise BlockError(height, None, exc.field or "certificate", str(exc)) from None
+    except CertificateError as exc:
+        raise BlockError(height, None, exc.field, exc.reason) from None
+
+
 def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[bytes]) -> None:
     height = head.header.height
     if raw is None:
@@ -176,12 +260,12 @@ def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[b
         raise BlockError(height, None, exc.field, exc.reason) from None
 
 
-def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int) -> ChainHead:
+def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int, check=check_tx) -> ChainHead:
     try:
         block = decode_block(raw)
     except DecodeError as exc:
         raise BlockError(expected, None, exc.field or "block", str(exc)) from None
-    executed = replay_block(head, block, state, check_tx)
+    executed = replay_block(head, block, state, check)
     state.absorb(executed.state)
     return executed.head
 
@@ -201,6 +285,8 @@ def _summarise(report: Report, state: MemoryState) -> None:
         table = key[:1]
         if table == MEMBER:
             report.members += 1
+        elif table == PARTY:
+            report.names[key[1:]] = decode(value)[3]
         elif table == BUCKET:
             totals[key[21:41]]["outstanding"] += decode(value)
         elif table == DEPOSIT:
@@ -228,3 +314,148 @@ def _check_conservation(report: Report, head: ChainHead) -> None:
                                 f"{totals.refunded} - reversed {totals.reversed} != outstanding "
                                 f"{totals.outstanding}"))
             return
+
+
+# --- the quick start-up check of a node's store ---------------------------------------------
+
+RECENT_BLOCKS_CHECKED = 64         # newest blocks whose bytes check_store checks in full
+
+
+def check_store(store: Store) -> Problem | None:
+    """The quick integrity check of a node's store, O(state + RECENT_BLOCKS_CHECKED blocks):
+    the head is the newest stored block's header; the state table reproduces the stored state
+    vector and the head's ``state_root``; the stored Merkle nodes give the head's ``tree_root``;
+    the newest blocks are hash-linked, and each entry is the Merkle leaf stored for it; their
+    certificates (where present) decode and name them. Older blocks are the full check's job
+    (``verify_store``). None for a healthy (or empty) store, else the first problem found."""
+    try:
+        with store.reader() as r:
+            return _check_store(store, r)
+    except (DecodeError, KeyError, ValueError) as exc:
+        return Problem(0, None, "store", f"unreadable: {type(exc).__name__}: {exc}")
+
+
+def _check_store(store: Store, r: StoreReader) -> Problem | None:
+    raw_head = store.meta(b"head")
+    if raw_head is None:
+        return None if r.block(0) is None else Problem(0, None, "meta.head", "blocks are stored but no head")
+    try:
+        header = Header.from_wire(decode(raw_head))
+    except DecodeError as exc:
+        return Problem(0, None, "meta.head", f"does not decode: {exc}")
+    height = header.height
+    if store.meta(b"chain_id") != header.chain_id:
+        return Problem(height, None, "meta.chain_id", "differs from the head's chain id")
+    return (_check_state(r, header) or _check_tree(r, header)
+            or _check_recent_blocks(store, r, header))
+
+
+def _check_state(r: StoreReader, header: Header) -> Problem | None:
+    height = header.height
+    vector = r.state_vector()
+    if vector is None or len(vector) != len(StateCommitment().to_bytes()):
+        return Problem(height, None, "meta.state_vector", "missing or of the wrong size")
+    recomputed = StateCommitment()
+    for key, value in r.state_items():
+        recomputed.add(key, value)
+    if recomputed.to_bytes() != vector:
+        return Problem(height, None, "state", "the state table does not reproduce the stored state "
+                       "vector (a state entry was changed on disk; `nanum node check --full` names it)")
+    if recomputed.root() != header.state_root:
+        return Problem(height, None, "meta.state_vector", "does not give the head's state_root")
+    return None
+
+
+def _check_tree(r: StoreReader, header: Header) -> Problem | None:
+    try:
+        root = root_at(header.tree_size, r.merkle_node)
+    except KeyError:
+        return Problem(header.height, None, "merkle", "a Merkle node of the head's tree is missing")
+    if root != header.tree_root:
+        return Problem(header.height, None, "merkle", "the stored Merkle nodes do not give the head's tree_root")
+    return None
+
+
+def _check_recent_blocks(store: Store, r: StoreReader, head: Header) -> Problem | None:
+    expected_hash = head.hash()
+    low = max(0, head.height - RECENT_BLOCKS_CHECKED + 1)
+    if r.block(head.height + 1) is not None:
+        return Problem(head.height + 1, None, "blocks", "a block is stored beyond the head")
+    for height in range(head.height, low - 1, -1):
+        raw = r.block(height)
+        if raw is None:
+            return Problem(height, None, "blocks", "the block is missing")
+        try:
+            block = decode_block(raw)
+        except DecodeError as exc:
+            return Problem(height, None, exc.field or "block", f"the stored block does not decode: {exc}")
+        if block.header.hash() != expected_hash:
+            what = "the stored head" if height == head.height else f"block {height + 1}'s prev_hash"
+            return Problem(height, None, "header", f"the stored block's header is not the one {what} names")
+        problem = _check_leaves(r, block) or _check_stored_certificate(store, block.header)
+        if problem is not None:
+            return problem
+        expected_hash = block.header.prev_hash
+    return None
+
+
+def _check_leaves(r: StoreReader, block) -> Problem | None:
+    header = block.header
+    first_leaf = header.tree_size - len(block.entries)
+    for index, entry in enumerate(block.entries):
+        try:
+            stored = r.merkle_node(0, first_leaf + index)
+        except KeyError:
+            stored = None
+        if stored != leaf_hash(entry):
+            return Problem(header.height, index, "entry", "differs from the Merkle leaf stored for it")
+    return None
+
+
+def _check_stored_certificate(store: Store, header: Header) -> Problem | None:
+    raw = store.certificate(header.height)
+    if raw is None:
+        return None
+    try:
+        certificate = Certificate.decode(raw)
+    except DecodeError as exc:
+        return Problem(header.height, None, exc.field or "certificate", f"the stored certificate does not decode: {exc}")
+    if (certificate.height, certificate.block_hash) != (header.height, header.hash()):
+        return Problem(header.height, None, "certificate", "the stored certificate names another block")
+    return None
+
+
+# --- signed checkpoint notes ----------------------------------------------------------------
+
+
+class NoteError(Exception):
+    """A signed checkpoint note that does not prove what it claims; the message says why."""
+
+
+def verify_note(text: str, chain_id: bytes, node_keys: Iterable[bytes]) -> CheckpointBody:
+    """Parses a signed checkpoint note (docs/FORMAT.md §7.4) and checks it names this chain and
+    carries valid signatures of a majority of ``node_keys``. A line whose key name is a known
+    node's must carry that key's id and a signature that verifies; lines of unknown keys are
+    ignored (as C2SP signed-note verifiers do). Raises NoteError."""
+    try:
+        body, lines = parse_note(text)
+    except CheckpointError as exc:
+        raise NoteError(str(exc)) from None
+    if body.chain_id != chain_id:
+        raise NoteError(f"the checkpoint is of chain {body.chain_id.hex()}, not {chain_id.hex()}")
+    known = {key_name(k): k for k in node_keys}
+    message, signers = body.text(), set()
+    for number, (name, kid, signature) in enumerate(lines, start=1):
+        public_key = known.get(name)
+        if public_key is None:
+            continue
+        if kid != key_id(public_key):
+            raise NoteError(f"signature line {number} ({name}): the key id does not match the key name")
+        if not keys.verify(public_key, signature, message):
+            raise NoteError(f"signature line {number} ({name}): the signature does not verify")
+        signers.add(public_key)
+    needed = quorum(len(known))
+    if len(signers) < needed:
+        raise NoteError(f"{len(signers)} valid signatures by known node keys; a majority is {needed} "
+                        f"of {len(known)}")
+    return body

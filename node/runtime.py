@@ -26,6 +26,7 @@ from ledger.keys import read_key_file
 from ledger.ledger import Ledger
 from ledger.store import Store
 from ledger.tx import Tx
+from ledger.verify import check_store
 from node.config import NodeConfig
 from node.peers import PeerLink
 from node.raft import NotLeader, ProposalDropped
@@ -63,11 +64,17 @@ class NodeRuntime:
         self.config = config
         genesis = Path(config.genesis_file).read_bytes()
         store_path = Path(config.data_dir) / "ledger"
-        if Store(store_path, config.map_size_bytes).head() is None:
+        with Store(store_path, config.map_size_bytes) as store:    # refuse a damaged store
+            problem, empty = check_store(store), store.meta(b"head") is None
+            if not empty and store.block(0) != genesis:
+                raise RuntimeError(f"the store at {store_path} holds another chain than {config.genesis_file}")
+        if problem is not None:
+            raise RuntimeError(f"the store at {store_path} fails its integrity check: {problem}; run "
+                               "`nanum node check --full`, and re-sync the node from its peers "
+                               "(docs/ARCHITECTURE.md, \"Re-syncing a node\")")
+        if empty:
             Ledger.create(store_path, genesis, config.map_size_bytes).close()
         self.ledger = Ledger.open(store_path, config.map_size_bytes)
-        if self.ledger.block(0) != genesis:
-            raise RuntimeError(f"the store at {store_path} holds another chain than {config.genesis_file}")
         node_key = read_key_file(config.node_key_file)
         options = ReplicaOptions(election_tick=config.election_ticks, heartbeat_tick=config.heartbeat_ticks,
                                  can_vote=not rejoin)

@@ -1,0 +1,181 @@
+"""Verifying a chain on every core: the static checks in a process pool, the rules in order.
+
+Owns splitting a stream of blocks into bounded chunks, running the static checks of each chunk
+in a ``multiprocessing`` pool — decoding, chain id and every signature of every transaction
+(``check_tx``), and every certificate signature over its block's checkpoint — and handing the
+results, in chain order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. The main
+process then replays the rules with a check that only decodes transactions already verified,
+and the certificate check that depends on state (the node set in force) with the signatures
+already verified.
+
+The answer is the sequential verifier's: a static failure found by a worker is raised when the
+replay reaches that block and entry, so the first problem reported is at the same place (lowest
+height, then lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS``
+blocks or ``MAX_CHUNK_BYTES`` bytes (one block may be bigger), and at most
+``IN_FLIGHT_PER_WORKER`` chunks per worker are read ahead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from typing import Callable, Iterable, Iterator
+
+from ledger import keys
+from ledger.block import decode_block, decode_entry
+from ledger.certificate import Certificate, endorsement_bytes
+from ledger.codes import Code
+from ledger.encoding import DecodeError
+from ledger.tx import Rejected, Rejection, check_tx
+from ledger.verify import Prechecked, Report, verify_chain
+
+MAX_CHUNK_BLOCKS = 64
+MAX_CHUNK_BYTES = 1024 * 1024
+IN_FLIGHT_PER_WORKER = 2
+MAX_WORKERS = 256
+
+Pair = tuple[bytes, "bytes | None"]
+# per block: (txs_ok, failure as (tx_raw, code, field, detail) or None, signed hash or None,
+#             per-signature validity or None)
+StaticResult = tuple[bool, "tuple[bytes, int, str, str] | None", "bytes | None", "tuple[bool, ...] | None"]
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: int | None = None,
+                          require_certificates: bool = False,
+                          on_block: Callable[[bytes], None] | None = None) -> Report:
+    """``verify_chain`` with the static checks spread over ``workers`` processes (default: one
+    per core; 0 verifies in this process only). Same report, same first problem. ``blocks``
+    yields (block, certificate or None) pairs; it may raise BlockError where it breaks."""
+    workers = default_workers() if workers is None else workers
+    chain_id = _chain_id_of(genesis_raw)
+    if workers <= 0 or chain_id is None:
+        return verify_chain(genesis_raw, _watched(blocks, on_block), require_certificates)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(workers, MAX_WORKERS), initializer=_init_worker, initargs=(chain_id,)) as pool:
+        items = prechecked(pool, blocks, workers * IN_FLIGHT_PER_WORKER)
+        return verify_chain(genesis_raw, _watched(items, on_block), require_certificates)
+
+
+def _chain_id_of(genesis_raw: bytes) -> bytes | None:
+    try:
+        return decode_block(genesis_raw).header.chain_id
+    except DecodeError:
+        return None           # the verifier reports a genesis that does not decode
+
+
+def _watched(items: Iterable, on_block: Callable[[bytes], None] | None) -> Iterator:
+    for item in items:
+        yield item
+        if on_block is not None:
+            on_block(item.block if isinstance(item, Prechecked) else item[0])
+
+
+def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int) -> Iterator[Prechecked]:
+    """Prechecked blocks in order, their static checks run in ``pool``; at most
+    ``max_in_flight`` chunks are submitted and not yet consumed. An exception raised by
+    ``blocks`` is raised after every block before it has been yielded."""
+    pending: deque = deque()
+    failure: BaseException | None = None
+    chunks = _chunks(blocks)
+    while True:
+        while failure is None and len(pending) < max_in_flight:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                break
+            except Exception as exc:       # the source broke here: after what came before
+                failure = exc
+                break
+            pending.append((chunk, pool.apply_async(_check_chunk, (chunk,))))
+        if not pending:
+            break
+        chunk, result = pending.popleft()
+        for (raw, certificate), static in zip(chunk, result.get()):
+            yield _prechecked(raw, certificate, static)
+    if failure is not None:
+        raise failure
+
+
+def _chunks(blocks: Iterable[Pair]) -> Iterator[list[Pair]]:
+    """Bounded chunks of ``blocks``; if the source raises, the blocks read before it are
+    yielded first, then the exception is raised."""
+    chunk: list[Pair] = []
+    size = 0
+    source = iter(blocks)
+    while True:
+        try:
+            raw, certificate = next(source)
+        except StopIteration:
+            break
+        except Exception:
+            if chunk:
+                yield chunk
+            raise
+        chunk.append((raw, certificate))
+        size += len(raw) + len(certificate or b"")
+        if len(chunk) >= MAX_CHUNK_BLOCKS or size >= MAX_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult) -> Prechecked:
+    txs_ok, failure, signed_hash, signatures_ok = static
+    rejection = None
+    if failure is not None:
+        tx_raw, code, field, detail = failure
+        rejection = (tx_raw, Rejection(Code(code), field, detail))
+    return Prechecked(raw, certificate, txs_ok, rejection, signed_hash, signatures_ok)
+
+
+# --- in the worker processes -------------------------------------------------------------
+
+_chain_id: bytes = b""
+
+
+def _init_worker(chain_id: bytes) -> None:
+    global _chain_id
+    _chain_id = chain_id
+
+
+def _check_chunk(chunk: list[Pair]) -> list[StaticResult]:
+    return [check_block_statically(raw, certificate, _chain_id) for raw, certificate in chunk]
+
+
+def check_block_statically(raw: bytes, certificate: bytes | None, chain_id: bytes) -> StaticResult:
+    """The static checks of one block: every entry's transaction through ``check_tx`` (stopping
+    at the first failure) and every certificate signature over the block's checkpoint."""
+    try:
+        block = decode_block(raw)
+    except DecodeError:
+        return False, None, None, None          # the replay finds and locates it
+    txs_ok, failure = True, None
+    for entry in block.entries:
+        try:
+            check_tx(decode_entry(entry)[0], chain_id)
+        except DecodeError:
+            txs_ok = False                       # the replay finds and locates it
+            break
+        except Rejected as exc:
+            r = exc.rejection
+            txs_ok, failure = False, (decode_entry(entry)[0], int(r.code), r.field, r.detail)
+            break
+    signed_hash, signatures_ok = _certificate_signatures(block.header, certificate)
+    return txs_ok, failure, signed_hash, signatures_ok
+
+
+def _certificate_signatures(header, certificate: bytes | None) -> tuple[bytes | None, tuple[bool, ...] | None]:
+    if not certificate:
+        return None, None
+    try:
+        pairs = Certificate.decode(certificate).signatures
+    except DecodeError:
+        return None, None
+    message = endorsement_bytes(header)
+    return header.hash(), tuple(keys.verify(pk, signature, message) for pk, signature in pairs)
