@@ -57,8 +57,9 @@ class MemoryStore:
     def put_meta(self, entries: dict[bytes, bytes]) -> None:
         self._meta.update(entries)
 
-    def put_certificate(self, height: int, certificate: bytes) -> None:
+    def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
         self._certs[height] = certificate
+        self._meta.update(meta or {})
 
     def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None,
                      meta: dict[bytes, bytes] | None = None) -> None:

@@ -139,8 +139,14 @@ class Store:
                 txn.put(key, value, db=self._db["meta"])
         self._write(work)
 
-    def put_certificate(self, height: int, certificate: bytes) -> None:
-        self._write(lambda txn: txn.put(u64(height), certificate, db=self._db["certs"]))
+    def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
+        """Stores a certificate, and ``meta`` entries with it, in one fsynced transaction."""
+        def work(txn: lmdb.Transaction) -> None:
+            txn.put(u64(height), certificate, db=self._db["certs"])
+            for key, value in (meta or {}).items():
+                assert key not in RESERVED_META, "the head is written by the store itself"
+                txn.put(key, value, db=self._db["meta"])
+        self._write(work)
 
     def _write(self, work) -> None:
         """Runs ``work`` in one write transaction; on a full map, grows it and runs it again

@@ -44,6 +44,9 @@ from node.raft import CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as R
 # How many applied consensus entries stay in the log behind the compaction point, so a briefly
 # lagging follower is served from the log rather than by catch-up.
 LOG_RETENTION_ENTRIES = 256
+# The log is compacted only once this many more entries can go, so that compaction costs one
+# synced write per this many blocks rather than one per block.
+COMPACTION_STEP_ENTRIES = 64
 # Every this many ticks, a node re-asks peers for endorsements of heights still uncertified, and
 # a node catching up repeats its block request.
 RETRY_TICKS = 10
@@ -238,8 +241,8 @@ class Replica:
     def _store_certificate(self, certificate: Certificate | None) -> None:
         if certificate is None:
             return
-        self.ledger.store.put_certificate(certificate.height, certificate.encode())
-        self.ledger.store.put_meta({META_CERTIFIED: encode(self.finality.certified_through)})
+        self.ledger.store.put_certificate(certificate.height, certificate.encode(),
+                                          {META_CERTIFIED: encode(self.finality.certified_through)})
 
     def _on_endorsement_request(self, message: EndorsementRequest) -> None:
         last = min(self.height, message.from_height + min(message.count, MAX_ENDORSEMENTS_PER_REQUEST) - 1)
@@ -333,7 +336,7 @@ class Replica:
         if certified == 0:
             return
         index = self._meta_pair(META_RAFT_AT + u64(certified))[0] - LOG_RETENTION_ENTRIES
-        if index >= self.storage.first_index():
+        if index >= self.storage.first_index() + COMPACTION_STEP_ENTRIES:   # amortised: one write per step
             self.storage.compact(index)
 
     def _peers(self) -> list[str]:

@@ -37,6 +37,13 @@ from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_
 log = logging.getLogger("nanum.node")
 
 
+# Group commit: at most this many of the leader's batches are in flight (proposed, not yet
+# committed) before new submissions wait for one to commit; a waiting batch is proposed at the
+# latest after GROUP_COMMIT_MAX_WAIT_MS (a leader that lost its quorum must not hold it forever).
+MAX_BATCHES_IN_FLIGHT = 1
+GROUP_COMMIT_MAX_WAIT_MS = 100
+
+
 class SubmitError(Exception):
     """A submission that cannot be accepted now; ``status`` is the gRPC status to answer with."""
 
@@ -85,6 +92,7 @@ class NodeRuntime:
         self._pending: list[Tx] = []
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._proposed: list[int] = []          # consensus indexes of our batches not yet committed
         self._applied_event = asyncio.Event()
         self._links: dict[str, PeerLink] = {}
         self._server: grpc.aio.Server | None = None
@@ -170,6 +178,8 @@ class NodeRuntime:
                 link.send(message)
         for executed in out.applied:
             self._resolve(executed)
+        if out.applied and self._pending and self._batches_in_flight() < MAX_BATCHES_IN_FLIGHT:
+            self._flush()
         if out.applied:
             self._applied_event.set()
             self._applied_event = asyncio.Event()
@@ -219,11 +229,21 @@ class NodeRuntime:
         return Outcome(code, record.height, record.index, record.leaf_index, duplicate=True)
 
     def _schedule_flush(self) -> None:
+        """Group commit: with no batch of ours in flight, propose after at most
+        ``max_batch_wait_ms``; while batches are in flight, keep gathering until one is applied
+        (``after_replica`` flushes then) or the batch is full, so that under load each block —
+        and its synced writes — carries many transactions."""
         if len(self._pending) >= self.config.max_batch_txs:
             self._flush()
         elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_later(
-                self.config.max_batch_wait_ms / 1000, self._flush)
+            in_flight = self._batches_in_flight()
+            wait_ms = self.config.max_batch_wait_ms if in_flight < MAX_BATCHES_IN_FLIGHT else GROUP_COMMIT_MAX_WAIT_MS
+            self._flush_handle = asyncio.get_running_loop().call_later(wait_ms / 1000, self._flush)
+
+    def _batches_in_flight(self) -> int:
+        committed = self.replica.raft.commit_index
+        self._proposed = [index for index in self._proposed if index > committed]
+        return len(self._proposed)
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
@@ -232,7 +252,7 @@ class NodeRuntime:
         while self._pending:
             batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
             try:
-                self.replica.propose(_unique(batch), int(time.time() * 1000))
+                self._proposed.append(self.replica.propose(_unique(batch), int(time.time() * 1000)))
             except (NotLeader, ProposalDropped) as exc:
                 self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
                                               f"proposal not accepted ({exc}); retry", self.leader_address()))

@@ -12,7 +12,7 @@ import pytest
 
 from ledger.tx import Deposit, DepositKind, RegisterMember
 from node.raft import MemoryRaftStorage
-from node.replica import LOG_RETENTION_ENTRIES, Replica, ReplicaOptions
+from node.replica import COMPACTION_STEP_ENTRIES, LOG_RETENTION_ENTRIES, Replica, ReplicaOptions
 from tests.consortium import GENESIS_TIME_MS
 from tests.sim import SimulationFailure
 from tests.sim.ledger_sim import LedgerInvariants, LedgerSimNode, LedgerSimulation
@@ -86,7 +86,8 @@ def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
     leader.replica.propose([leader.replica.admit(c.register(member).raw)], GENESIS_TIME_MS + 1)
     victim = next(n for n in cluster.nodes if n is not leader)
     victim.replica = None                                   # down, then its disk is lost
-    for i in range(LOG_RETENTION_ENTRIES + 40):             # enough to compact the leader's log
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40    # enough to compact the leader's log
+    for i in range(deposits):
         leader = cluster.leader()
         leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 10 + i)
         cluster.pump(1)
@@ -103,4 +104,4 @@ def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
     assert victim.storage.first_index() > 1, "the wiped node never needed catch-up: the test proves nothing"
     assert victim.replica.height == leader.replica.height
     assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
-    assert victim.ledger.balance(member.party_id)[0] == LOG_RETENTION_ENTRIES + 40
+    assert victim.ledger.balance(member.party_id)[0] == deposits
