@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench sim proto clean
+.PHONY: demo test bench bench-audit sim proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks print their figures, machine and parameters, and never fail on a missed target.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ledger_core.py
+	$(BIN)/python benchmarks/cluster_bench.py
+
+bench-audit: $(STAMP)
+	$(BIN)/python benchmarks/audit_verify.py
 
 SEEDS ?= 20000
 START ?= 0
