@@ -24,7 +24,7 @@ import click
 
 from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFY_FAILED, UserError, json_option
 from cli.node_cmds import node_group
-from cli.read_cmds import talking
+from cli.session import talking
 from ledger.block import BlockError, decode_genesis_block
 from ledger.certificate import Certificate
 from ledger.checkpoint import CheckpointBody, signed_note
