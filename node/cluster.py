@@ -80,7 +80,7 @@ class LocalCluster:
             env = dict(os.environ, **self.extra_env)
             self.processes[i] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "node", "run", "--config", str(node.config_file),
-                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                 "--log-level", "info"], stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
         self.wait_serving(index)
 

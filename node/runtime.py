@@ -42,6 +42,8 @@ log = logging.getLogger("nanum.node")
 # latest after GROUP_COMMIT_MAX_WAIT_MS (a leader that lost its quorum must not hold it forever).
 MAX_BATCHES_IN_FLIGHT = 1
 GROUP_COMMIT_MAX_WAIT_MS = 100
+# A leader that is stopped waits at most this long for a peer to take over.
+HANDOVER_TIMEOUT_MS = 2_000
 
 
 class SubmitError(Exception):
@@ -133,7 +135,10 @@ class NodeRuntime:
         log.info("node %s serving on %s (height %d)", self.replica.id[:12], self.config.listen, self.ledger.height)
 
     async def stop(self) -> None:
+        """Stops serving. A leader first hands leadership to a connected peer (a centre taking
+        its node down for maintenance should not make the others wait for an election)."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._hand_over_leadership()
         if self._ticker is not None:
             self._ticker.cancel()
         for link in self._links.values():
@@ -141,6 +146,21 @@ class NodeRuntime:
         if self._server is not None:
             await self._server.stop(grace=0.5)
         self.ledger.close()
+
+    async def _hand_over_leadership(self) -> None:
+        target = next((peer for peer, link in sorted(self._links.items()) if link.connected), None)
+        if not self.replica.is_leader or target is None:
+            return
+        self.replica.transfer_leadership(target)
+        self.after_replica()
+        deadline = time.monotonic() + HANDOVER_TIMEOUT_MS / 1000
+        while self.replica.is_leader and time.monotonic() < deadline:
+            await asyncio.sleep(self.config.tick_ms / 1000)
+        if self.replica.is_leader:
+            log.warning("leadership was not handed over in %d ms; stopping anyway", HANDOVER_TIMEOUT_MS)
+        else:
+            log.info("handed leadership to %s before stopping", target[:12])
+        await asyncio.sleep(self.config.tick_ms / 1000)     # let the last messages leave
 
     async def _set_health(self, status) -> None:
         result = self.health.set("", status)

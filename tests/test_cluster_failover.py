@@ -146,3 +146,23 @@ def test_resubmitting_after_a_timeout_never_applies_twice(cluster):
         assert client.balance(register.payload.member_id).points == 7
         view = client.transaction(deposit.tx_id)
         assert view.code == 0
+
+
+def test_a_leader_stopped_for_maintenance_hands_leadership_over_first(cluster):
+    """SIGTERM (an operator stopping the node) makes the leader transfer leadership before it
+    exits: the next leader is in the very next term and is elected without waiting for an
+    election timeout, and a submission right after succeeds."""
+    leader = cluster.leader()
+    term = cluster.statuses()[leader].term
+    process = cluster.processes.pop(leader)
+    process.terminate()
+    process.wait(timeout=10)
+    statuses = cluster.statuses()
+    leaders = [i for i, s in statuses.items() if s.role == "leader"]
+    assert len(leaders) == 1 and leaders[0] != leader, statuses
+    assert statuses[leaders[0]].term == term + 1
+    log = (cluster.layout.nodes[leader].folder / "node.log").read_text()
+    assert "handed leadership to" in log
+    register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    with cluster.client("centre") as client:
+        assert client.submit(register.raw).code == 0
