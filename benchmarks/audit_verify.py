@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ledger_core import machine, verify_rate  # noqa: E402
-from ledger.block import ChainHead, decode_genesis_block, execute_block  # noqa: E402
+from ledger.block import BlockError, ChainHead, decode_genesis_block, execute_block  # noqa: E402
 from ledger.certificate import Certificate, endorse  # noqa: E402
 from ledger.export import create_export  # noqa: E402
 from ledger.genesis import build_genesis  # noqa: E402
@@ -153,12 +153,21 @@ def _add_block(writer, state: MemoryState, head: ChainHead, txs: list, nodes: li
 def cached_export(cache: Path, txs: int, block_size: int, members: int) -> tuple[Path, dict]:
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"audit-v{FORMAT_VERSION}-{txs}-{block_size}-{members}.nanum"
-    if path.exists() and path.with_suffix(".json").exists():
+    if path.exists() and path.with_suffix(".json").exists() and _genesis_verifies(path):
         return path, json.loads(path.with_suffix(".json").read_text())
     print(f"[build]  building {path} (cached for later runs) ...", flush=True)
     meta = build_export(path, txs, block_size, members)
     print(f"[build]  {txs:,} tx in {meta['build_seconds']} s", flush=True)
     return path, meta
+
+
+def _genesis_verifies(path: Path) -> bool:
+    """False for an export cached by a build whose ledger format has since changed."""
+    try:
+        decode_genesis_block(path.with_suffix(".genesis").read_bytes(), MemoryState())
+    except (BlockError, OSError):
+        return False
+    return True
 
 
 def cpu_verify_rate(seconds: float = 2.0) -> float:

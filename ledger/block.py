@@ -162,10 +162,12 @@ class ExecutedBlock:
     txs: list[Tx] = field(default_factory=list)                             # in entry order
 
 
-def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateReader) -> ExecutedBlock:
+def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateReader,
+                  index_history: bool = True) -> ExecutedBlock:
     """Builds the next block from statically checked transactions. Every transaction gets an
     entry with its result code. The block time never goes backwards: it is clamped to the
-    previous block's time."""
+    previous block's time. ``index_history=False`` leaves ``accounts`` empty: a verifier that
+    stores nothing does not need the history index."""
     assert 0 < len(txs) <= MAX_TXS_PER_BLOCK, "a block holds 1..MAX_TXS_PER_BLOCK transactions"
     time_ms = min(max(time_ms, head.header.time_ms), MAX_TIME_MS)
     height = head.header.height + 1
@@ -179,7 +181,8 @@ def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateR
         entry = encode_entry(tx.raw, code)
         if code not in (Code.EXISTS, Code.EXISTS_WITH_DIFFERENT_FIELDS):
             overlay.put_tx_record(tx.tx_id, TxRecord(height, index, frontier.size, tx.body_hash(), code))
-            accounts.extend((party, frontier.size, index) for party in parties_of(tx, overlay))
+            if index_history:
+                accounts.extend((party, frontier.size, index) for party in parties_of(tx, overlay))
         nodes.extend(frontier.append(leaf_hash(entry)))
         entries.append(entry)
         codes.append(code)
@@ -223,7 +226,8 @@ class BlockError(Exception):
 CheckFn = Callable[[bytes, bytes], Tx]
 
 
-def replay_block(head: ChainHead, block: Block, base: StateReader, check: CheckFn = check_tx) -> ExecutedBlock:
+def replay_block(head: ChainHead, block: Block, base: StateReader, check: CheckFn = check_tx,
+                 index_history: bool = True) -> ExecutedBlock:
     """Re-executes a received block on top of ``head`` and compares every recorded result and
     header field. ``check`` is the static check (it may consult a cache of signatures already
     verified on this node). Raises BlockError at the first difference."""
@@ -233,7 +237,7 @@ def replay_block(head: ChainHead, block: Block, base: StateReader, check: CheckF
     txs = [_checked_entry_tx(head, height, index, entry, check) for index, entry in enumerate(block.entries)]
     if not txs:
         raise BlockError(height, None, "entries", "a block holds at least one transaction")
-    executed = execute_block(head, txs, header.time_ms, base)
+    executed = execute_block(head, txs, header.time_ms, base, index_history)
     for index, (mine, theirs) in enumerate(zip(executed.block.entries, block.entries)):
         if mine != theirs:
             recorded = decode_entry(theirs)[1]

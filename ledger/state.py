@@ -177,8 +177,7 @@ class Overlay:
         return result
 
     def apply_to(self, commitment: StateCommitment) -> None:
-        for key, old, new in self.changes():
-            commitment.replace(key, old, new)
+        commitment.apply_changes(self.changes())
 
     # typed records
     def party(self, party_id: bytes) -> Party | None:

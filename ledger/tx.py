@@ -21,7 +21,7 @@ state, so it can run anywhere, once per transaction per node.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, Union
 
@@ -30,6 +30,7 @@ from ledger.codes import Code
 from ledger.encoding import (
     DecodeError,
     decode,
+    decode_prechecked,
     encode,
     expect_array,
     expect_bytes,
@@ -346,6 +347,7 @@ class Tx:
     signature: bytes
     approvals: tuple[Approval, ...]
     raw: bytes                          # the canonical encoding, kept to hash without re-encoding
+    signed: bytes = field(repr=False, compare=False)   # the signing bytes, cut from raw
 
     @property
     def kind(self) -> TxKind:
@@ -356,7 +358,7 @@ class Tx:
         return keys.party_id(self.author)
 
     def signing_bytes(self) -> bytes:
-        return signing_bytes(self.chain_id, self.payload, self.tx_id, self.author)
+        return self.signed
 
     def body_hash(self) -> bytes:
         """What 'the same transaction' means for idempotency: the signed content, not the signatures."""
@@ -368,6 +370,20 @@ class Tx:
 
 def signing_bytes(chain_id: bytes, payload: Payload, tx_id: bytes, author: bytes) -> bytes:
     return encode([payload.kind.tag, chain_id, int(payload.kind), tx_id, author, payload.to_wire()])
+
+
+# The signing bytes are a slice of the canonical encoding: ``raw`` is the fixarray-8 byte, the
+# one-byte version, fields 1..5 (exactly the signed fields after the tag), the signature (a bin8
+# of 64 bytes) and the approvals. So they are ``fixarray-6 + encode(tag) + raw[2:-tail]``, with
+# no re-encoding of the payload on every check (tests/test_tx.py compares both ways).
+assert TX_VERSION < 0x80, "the version must stay a one-byte fixint for the signing-bytes slice"
+_SIGNATURE_FIELD_BYTES = 2 + SIGNATURE_BYTES
+_SIGNING_PREFIX = {kind: b"\x96" + encode(kind.tag) for kind in TxKind}
+
+
+def _signed_slice(raw: bytes, kind: TxKind, approvals_wire: list) -> bytes:
+    tail = _SIGNATURE_FIELD_BYTES + len(encode(approvals_wire))
+    return _SIGNING_PREFIX[kind] + raw[2:len(raw) - tail]
 
 
 def make_tx(author: keys.SigningKey, chain_id: bytes, tx_id: bytes, payload: Payload,
@@ -382,14 +398,18 @@ def make_tx(author: keys.SigningKey, chain_id: bytes, tx_id: bytes, payload: Pay
     return decode_tx(encode(wire))
 
 
-def decode_tx(raw: bytes) -> Tx:
-    """Decodes and schema-checks a transaction; DecodeError(field=...) if anything is off."""
+def decode_tx(raw: bytes, prechecked: bool = False) -> Tx:
+    """Decodes and schema-checks a transaction; DecodeError(field=...) if anything is off.
+    ``prechecked``: these bytes already passed ``check_tx`` elsewhere (an auditor's worker),
+    so the canonical-form check is not repeated; the schema checks still run."""
     if len(raw) > MAX_TX_BYTES:
         raise DecodeError(f"transaction of {len(raw)} bytes, over the limit of {MAX_TX_BYTES}")
-    fields = expect_array(decode(raw, MAX_TX_BYTES), 8, "tx")
+    value = decode_prechecked(raw) if prechecked else decode(raw, MAX_TX_BYTES)
+    fields = expect_array(value, 8, "tx")
     expect_uint(fields[0], "version", TX_VERSION, TX_VERSION)
     kind = _enum(TxKind, fields[2], "kind")
     approvals = _decode_approvals(fields[7], kind, fields[4])
+    raw = bytes(raw)
     return Tx(
         chain_id=expect_bytes(fields[1], "chain_id", size=CHAIN_ID_BYTES),
         tx_id=expect_bytes(fields[3], "tx_id", size=TX_ID_BYTES),
@@ -397,7 +417,8 @@ def decode_tx(raw: bytes) -> Tx:
         payload=PAYLOAD_TYPES[kind].from_wire(fields[5]),
         signature=expect_bytes(fields[6], "signature", size=SIGNATURE_BYTES),
         approvals=approvals,
-        raw=bytes(raw),
+        raw=raw,
+        signed=_signed_slice(raw, kind, fields[7]),
     )
 
 

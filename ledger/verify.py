@@ -229,7 +229,7 @@ def _prechecked_check(item: Prechecked):
         if item.failure is not None and tx_raw == item.failure[0]:
             raise Rejected(item.failure[1])
         if item.txs_ok:
-            return decode_tx(tx_raw)
+            return decode_tx(tx_raw, prechecked=True)
         return check_tx(tx_raw, chain_id)
     return check
 
@@ -265,7 +265,7 @@ def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int,
         block = decode_block(raw)
     except DecodeError as exc:
         raise BlockError(expected, None, exc.field or "block", str(exc)) from None
-    executed = replay_block(head, block, state, check)
+    executed = replay_block(head, block, state, check, index_history=False)
     state.absorb(executed.state)
     return executed.head
 
@@ -356,8 +356,7 @@ def _check_state(r: StoreReader, header: Header) -> Problem | None:
     if vector is None or len(vector) != len(StateCommitment().to_bytes()):
         return Problem(height, None, "meta.state_vector", "missing or of the wrong size")
     recomputed = StateCommitment()
-    for key, value in r.state_items():
-        recomputed.add(key, value)
+    recomputed.update(added=r.state_items())
     if recomputed.to_bytes() != vector:
         return Problem(height, None, "state", "the state table does not reproduce the stored state "
                        "vector (a state entry was changed on disk; `nanum node check --full` names it)")

@@ -37,6 +37,7 @@ from ledger.tx import (
     check_tx,
     decode_tx,
     make_tx,
+    signing_bytes,
 )
 from ledger.voucher import MAX_COMPACT_CHARS, Voucher, sign_voucher
 from tests.consortium import TestConsortium as Consortium, key
@@ -97,6 +98,15 @@ def test_every_kind_round_trips_through_its_bytes(name):
     assert decode_tx(tx.raw) == tx
     assert encode(decode(tx.raw)) == tx.raw
     assert check_tx(tx.raw, c.chain_id) == tx
+
+
+@pytest.mark.parametrize("name", [*SAMPLES, "genesis"])
+def test_the_signing_bytes_cut_from_the_encoding_are_the_documented_ones(name):
+    # Tx.signing_bytes() slices the canonical encoding; FORMAT.md defines them by re-encoding.
+    tx = GENESIS if name == "genesis" else SAMPLES[name]
+    assert tx.signing_bytes() == signing_bytes(tx.chain_id, tx.payload, tx.tx_id, tx.author)
+    assert tx.signing_bytes() == encode([tx.kind.tag, tx.chain_id, int(tx.kind), tx.tx_id, tx.author,
+                                         tx.payload.to_wire()])
 
 
 def test_the_genesis_transaction_round_trips():
