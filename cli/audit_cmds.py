@@ -238,8 +238,9 @@ def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> t
                               "refusing to verify a chain you do not anchor")
             return Report().fail(problem), str(path)
         with _progress(path.stat().st_size, "verifying", not as_json) as advance:
+            # Reading a file starts no threads, so the workers may be forked.
             report = verify_chain_parallel(anchor.raw, verify_input(reader), workers, require_certificates=True,
-                                           on_block=lambda block: advance(len(block)))
+                                           on_block=lambda block: advance(len(block)), start_method="fork")
     return report, str(path)
 
 

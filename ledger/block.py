@@ -26,6 +26,7 @@ from ledger.commitment import StateCommitment
 from ledger.encoding import (
     DecodeError,
     decode,
+    decode_prechecked,
     encode,
     expect_array,
     expect_bytes,
@@ -104,8 +105,10 @@ def encode_entry(tx_raw: bytes, code: Code) -> bytes:
     return encode([tx_raw, int(code)])
 
 
-def decode_entry(raw: bytes) -> tuple[bytes, int]:
-    fields = expect_array(decode(raw, MAX_TX_BYTES + 16), 2, "entry")
+def decode_entry(raw: bytes, prechecked: bool = False) -> tuple[bytes, int]:
+    """``prechecked``: these bytes were decoded canonically elsewhere (an auditor's worker)."""
+    value = decode_prechecked(raw) if prechecked else decode(raw, MAX_TX_BYTES + 16)
+    fields = expect_array(value, 2, "entry")
     return (expect_bytes(fields[0], "entry.tx", max_size=MAX_TX_BYTES),
             expect_uint(fields[1], "entry.code", 0, MAX_CODE))
 
@@ -227,14 +230,16 @@ CheckFn = Callable[[bytes, bytes], Tx]
 
 
 def replay_block(head: ChainHead, block: Block, base: StateReader, check: CheckFn = check_tx,
-                 index_history: bool = True) -> ExecutedBlock:
+                 index_history: bool = True, entries_prechecked: bool = False) -> ExecutedBlock:
     """Re-executes a received block on top of ``head`` and compares every recorded result and
     header field. ``check`` is the static check (it may consult a cache of signatures already
-    verified on this node). Raises BlockError at the first difference."""
+    verified on this node). ``entries_prechecked``: the entries were decoded canonically
+    elsewhere (an auditor's workers). Raises BlockError at the first difference."""
     header = block.header
     height = head.header.height + 1   # problems are located where the block stands in the chain
     _check_header_link(head, header)
-    txs = [_checked_entry_tx(head, height, index, entry, check) for index, entry in enumerate(block.entries)]
+    txs = [_checked_entry_tx(head, height, index, entry, check, entries_prechecked)
+           for index, entry in enumerate(block.entries)]
     if not txs:
         raise BlockError(height, None, "entries", "a block holds at least one transaction")
     executed = execute_block(head, txs, header.time_ms, base, index_history)
@@ -259,9 +264,10 @@ def _check_header_link(head: ChainHead, header: Header) -> None:
         raise BlockError(h, None, "header.time_ms", "earlier than the previous block's time")
 
 
-def _checked_entry_tx(head: ChainHead, height: int, index: int, entry: bytes, check: CheckFn) -> Tx:
+def _checked_entry_tx(head: ChainHead, height: int, index: int, entry: bytes, check: CheckFn,
+                      prechecked: bool) -> Tx:
     try:
-        tx_raw, _ = decode_entry(entry)
+        tx_raw, _ = decode_entry(entry, prechecked)
     except DecodeError as exc:
         raise BlockError(height, index, exc.field or "entry", str(exc)) from None
     try:

@@ -20,6 +20,7 @@ and re-encode to the very same bytes. So a structure has exactly one encoding, a
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -28,6 +29,7 @@ import msgpack
 from ledger.limits import MAX_ENCODED_BYTES, MAX_NESTING
 
 UINT64_MAX = 2**64 - 1
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 class DecodeError(ValueError):
@@ -183,7 +185,7 @@ def expect_text(value: Any, field: str, max_bytes: int, min_bytes: int = 0) -> s
         raise DecodeError(f"text of {size} bytes, over the limit of {max_bytes}", field)
     if size < min_bytes:
         raise DecodeError(f"text must have at least {min_bytes} byte(s)", field)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL_CHARACTER.search(value):
         raise DecodeError("text contains control characters", field)
     return value
 

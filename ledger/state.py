@@ -22,6 +22,7 @@ which the header commits to separately.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
@@ -37,6 +38,7 @@ DEPOSIT = b"\x05"
 REDEMPTION = b"\x06"
 CONSORTIUM = b"\x07"
 BUCKET_PREFIX_BYTES = 21          # the bucket table byte and a member id: one member's buckets
+DECODED_RECORD_CACHE_ENTRIES = 16_384   # party and member values kept decoded (read per transaction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,7 @@ class Overlay:
         self._before: dict[bytes, bytes | None] = {}
         self._buckets_written: dict[bytes, set[bytes]] = {}   # member prefix -> bucket keys written
         self._records: dict[bytes, TxRecord] = {}
+        self._changes: list[tuple[bytes, bytes | None, bytes | None]] | None = None
 
     # raw access
     def get(self, key: bytes) -> bytes | None:
@@ -145,6 +148,7 @@ class Overlay:
             if key[:1] == BUCKET:
                 self._buckets_written.setdefault(key[:BUCKET_PREFIX_BYTES], set()).add(key)
         self._writes[key] = value
+        self._changes = None
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         merged = {k: v for k, v in self._base.scan(prefix)}
@@ -168,13 +172,13 @@ class Overlay:
 
     def changes(self) -> list[tuple[bytes, bytes | None, bytes | None]]:
         """(key, value before the block, value after), sorted by key; unchanged keys omitted.
-        Needs no base access, so it stays valid after the base's read transaction ends."""
-        result = []
-        for key in sorted(self._writes):
-            old, new = self._before[key], self._writes[key]
-            if old != new:
-                result.append((key, old, new))
-        return result
+        Needs no base access, so it stays valid after the base's read transaction ends.
+        Computed once per set of writes (the commitment, the store and the verifier's state
+        each ask); callers must not change the list."""
+        if self._changes is None:
+            self._changes = [(key, self._before[key], new) for key, new in sorted(self._writes.items())
+                             if self._before[key] != new]
+        return self._changes
 
     def apply_to(self, commitment: StateCommitment) -> None:
         commitment.apply_changes(self.changes())
@@ -182,10 +186,7 @@ class Overlay:
     # typed records
     def party(self, party_id: bytes) -> Party | None:
         raw = self.get(PARTY + party_id)
-        if raw is None:
-            return None
-        role, public_key, active, name, address = decode(raw)
-        return Party(Role(role), public_key, active, name, address)
+        return None if raw is None else _party_of(raw)
 
     def put_party(self, party_id: bytes, party: Party) -> None:
         self.put(PARTY + party_id, encode([int(party.role), party.public_key, party.active,
@@ -201,10 +202,7 @@ class Overlay:
 
     def member(self, member_id: bytes) -> Member | None:
         raw = self.get(MEMBER + member_id)
-        if raw is None:
-            return None
-        member_key, centre_id = decode(raw)
-        return Member(member_key, centre_id)
+        return None if raw is None else _member_of(raw)
 
     def put_member(self, member_id: bytes, member: Member) -> None:
         self.put(MEMBER + member_id, encode([member.member_key, member.centre_id]))
@@ -253,6 +251,21 @@ class Overlay:
 
     def put_consortium(self, consortium: Consortium) -> None:
         self.put(CONSORTIUM, encode([consortium.name, consortium.threshold]))
+
+
+# Every transaction reads its author's party record and most read a member record; these
+# values rarely change, and decoding them again each time was a tenth of the replay. The
+# caches are keyed by the value bytes themselves, so a changed record is simply another key.
+@functools.lru_cache(maxsize=DECODED_RECORD_CACHE_ENTRIES)
+def _party_of(raw: bytes) -> Party:
+    role, public_key, active, name, address = decode(raw)
+    return Party(Role(role), public_key, active, name, address)
+
+
+@functools.lru_cache(maxsize=DECODED_RECORD_CACHE_ENTRIES)
+def _member_of(raw: bytes) -> Member:
+    member_key, centre_id = decode(raw)
+    return Member(member_key, centre_id)
 
 
 class MemoryState:

@@ -32,6 +32,7 @@ from ledger.block import (
     replay_block,
 )
 from ledger.commitment import StateCommitment
+from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
 from ledger.certificate import Certificate, CertificateError, quorum
 from ledger.checkpoint import CheckpointBody, CheckpointError, key_id, key_name, parse_note
@@ -102,7 +103,9 @@ class Report:
 class Prechecked:
     """A block (and its certificate) whose static checks were done elsewhere, with their results.
 
-    ``txs_ok``: every entry decoded and passed ``check_tx`` for this chain. ``failure``: the raw
+    ``txs_ok``: every entry decoded, and its transaction is canonical, for this chain, and every
+    signature in it verifies (``tx.signatures_hold``): it passes ``check_tx`` exactly when its
+    schema decodes, which the replay checks. ``failure``: the raw
     bytes and rejection of the first entry that failed it (None if none failed, or if an entry
     could not even be decoded: the replay finds that itself). ``signed_hash`` and
     ``signatures_ok``: the block hash the certificate's signatures were checked against, and
@@ -211,7 +214,7 @@ def _verify_item(head: ChainHead, item: BlockInput, state: MemoryState, require_
     node_set = node_set_in_force(state)
     expected = head.header.height + 1
     if isinstance(item, Prechecked):
-        head = _verify_next(head, item.block, state, expected, _prechecked_check(item))
+        head = _verify_next(head, item.block, state, expected, _prechecked_check(item), item.txs_ok)
         if item.certificate is not None or require_certificates:
             _check_prechecked_certificate(head, item, node_set)
         return head
@@ -229,7 +232,10 @@ def _prechecked_check(item: Prechecked):
         if item.failure is not None and tx_raw == item.failure[0]:
             raise Rejected(item.failure[1])
         if item.txs_ok:
-            return decode_tx(tx_raw, prechecked=True)
+            try:
+                return decode_tx(tx_raw, prechecked=True)
+            except DecodeError as exc:      # what check_tx would say of it
+                raise Rejected(Rejection(Code.MALFORMED, exc.field, str(exc))) from None
         return check_tx(tx_raw, chain_id)
     return check
 
@@ -260,12 +266,13 @@ def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[b
         raise BlockError(height, None, exc.field, exc.reason) from None
 
 
-def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int, check=check_tx) -> ChainHead:
+def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int, check=check_tx,
+                 entries_prechecked: bool = False) -> ChainHead:
     try:
         block = decode_block(raw)
     except DecodeError as exc:
         raise BlockError(expected, None, exc.field or "block", str(exc)) from None
-    executed = replay_block(head, block, state, check, index_history=False)
+    executed = replay_block(head, block, state, check, index_history=False, entries_prechecked=entries_prechecked)
     state.absorb(executed.state)
     return executed.head
 

@@ -310,6 +310,26 @@ def test_parallel_and_sequential_verification_report_the_same_first_problem(stor
     assert not differences, f"NANUM_TEST_SEED={SEED}:\n" + "\n".join(differences)
 
 
+def test_a_signed_but_malformed_transaction_is_found_at_its_place_by_both_verifiers(chain):
+    """The workers only check signatures (the replay decodes the schema): a transaction whose
+    signatures hold but whose payload is malformed is MALFORMED at its exact place either way."""
+    from ledger.tx import signatures_hold
+    from tests.test_tx import SIGNED_BUT_MALFORMED
+    raw, field = SIGNED_BUT_MALFORMED["points as bytes"]
+    assert signatures_hold(raw, chain.consortium.chain_id)     # so the workers do accept it
+    height, index = chain.where("refund_r2")
+    block = decode(chain.block(height))
+    block[1][index] = encode([raw, 0])
+    items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    items[height - 1] = (encode(block), items[height - 1][1])
+    reports = [verify_chain_parallel(chain.genesis, iter(items), workers, require_certificates=True)
+               for workers in (0, 2)]
+    assert reports[0].problem == reports[1].problem
+    problem = reports[1].problem
+    assert (problem.height, problem.index, problem.field) == (height, index, field)
+    assert problem.reason.startswith("MALFORMED")
+
+
 def test_parallel_verification_of_a_long_chain_in_many_chunks_matches(chain):
     """More blocks than one chunk holds, with a bad signature late in the chain."""
     from ledger import parallel
