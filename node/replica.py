@@ -17,6 +17,7 @@ I/O is through the ledger store and the consensus storage it is given.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -44,6 +45,11 @@ from node.raft import CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as R
 # How many applied consensus entries stay in the log behind the compaction point, so a briefly
 # lagging follower is served from the log rather than by catch-up.
 LOG_RETENTION_ENTRIES = 256
+# ... and at most this many bytes of them: entries are whole batches (up to max_batch_txs
+# transactions), and 256 of those kept a copy of most of a young ledger (187 B/tx at 100k tx).
+# The log is compacted on bytes once it holds twice this, so that this costs a write per
+# LOG_RETENTION_BYTES of traffic, not per block.
+LOG_RETENTION_BYTES = 4 * 1024 * 1024
 # The log is compacted only once this many more entries can go, so that compaction costs one
 # synced write per this many blocks rather than one per block.
 COMPACTION_STEP_ENTRIES = 64
@@ -85,6 +91,10 @@ class Replica:
         self.ledger = ledger
         self.storage = raft_storage
         self.verified = VerifiedTxs(ledger.chain_id)
+        # (index, bytes) of the entries this process applied that may still be in the log,
+        # oldest first; after a restart only the entry bound applies until it refills.
+        self._log_tail: deque[tuple[int, int]] = deque()
+        self._log_tail_bytes = 0
         self.out = Outbox()
         self._ticks = 0
         self._catch_up: CatchUp | None = None
@@ -200,6 +210,8 @@ class Replica:
 
     def _apply(self, entry) -> None:
         applied = encode([entry.index, entry.term])
+        self._log_tail.append((entry.index, len(entry.data)))
+        self._log_tail_bytes += len(entry.data)
         if entry.kind != EntryKind.NORMAL:
             return
         time_ms, raws = decode_batch(entry.data)       # validated before it was appended
@@ -335,9 +347,28 @@ class Replica:
         certified = self.finality.certified_through
         if certified == 0:
             return
-        index = self._meta_pair(META_RAFT_AT + u64(certified))[0] - LOG_RETENTION_ENTRIES
-        if index >= self.storage.first_index() + COMPACTION_STEP_ENTRIES:   # amortised: one write per step
+        certified_index = self._meta_pair(META_RAFT_AT + u64(certified))[0]
+        first = self.storage.first_index()
+        by_bytes = self._over_byte_budget(first, certified_index)
+        index = max(certified_index - LOG_RETENTION_ENTRIES, by_bytes or 0)
+        if index >= first + COMPACTION_STEP_ENTRIES or (by_bytes and index >= first):   # amortised
             self.storage.compact(index)
+
+    def _over_byte_budget(self, first: int, certified_index: int) -> int | None:
+        """Once the applied entries still logged hold over twice LOG_RETENTION_BYTES: the last
+        certified index to drop so that at most LOG_RETENTION_BYTES stay. Else None."""
+        tail = self._log_tail
+        while tail and tail[0][0] < first:               # compacted already
+            self._log_tail_bytes -= tail.popleft()[1]
+        if self._log_tail_bytes <= 2 * LOG_RETENTION_BYTES:
+            return None
+        kept, index = self._log_tail_bytes, None
+        for entry_index, size in tail:
+            if entry_index > certified_index or kept <= LOG_RETENTION_BYTES:
+                break
+            kept -= size
+            index = entry_index
+        return index
 
     def _peers(self) -> list[str]:
         return [node for node in sorted(self._node_keys()) if node != self.id]

@@ -105,3 +105,39 @@ def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
     assert victim.replica.height == leader.replica.height
     assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
     assert victim.ledger.balance(member.party_id)[0] == deposits
+
+
+def test_the_consensus_log_is_bounded_in_bytes_as_well_as_entries(monkeypatch) -> None:
+    """Fewer entries than LOG_RETENTION_ENTRIES, but more bytes than LOG_RETENTION_BYTES: the
+    log is compacted on bytes, keeps at most the byte budget of applied entries (plus what is
+    not yet certified), and a node that lost its disk still catches up."""
+    from node import replica as replica_module
+    budget = 4096
+    monkeypatch.setattr(replica_module, "LOG_RETENTION_BYTES", budget)
+    cluster = _Cluster()
+    cluster.pump(40)
+    c = cluster.consortium
+    member = c.member("bytes")
+    leader = cluster.leader()
+    leader.replica.propose([leader.replica.admit(c.register(member).raw)], GENESIS_TIME_MS + 1)
+    victim = next(n for n in cluster.nodes if n is not leader)
+    victim.replica = None
+    deposits = 60
+    assert deposits < LOG_RETENTION_ENTRIES, "the entry bound alone would not compact"
+    for i in range(deposits):
+        leader = cluster.leader()
+        leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 10 + i)
+        cluster.pump(1)
+    cluster.pump(20)
+    storage = leader.storage
+    assert storage.first_index() > 1, "the log was not compacted on bytes"
+    kept = storage.entries(storage.first_index(), storage.last_index() + 1)
+    assert sum(len(e.data) for e in kept) <= 2 * budget + max(len(e.data) for e in kept)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    for _ in range(200):
+        cluster.pump(1)
+        if victim.replica.certified_height == leader.replica.certified_height:
+            break
+    assert victim.ledger.balance(member.party_id)[0] == deposits
