@@ -123,12 +123,13 @@ class Ledger:
             return replay_block(self.head, block, base, check)
 
     def commit(self, executed: ExecutedBlock, certificate: bytes | None = None,
-               meta: dict[bytes, bytes] | None = None) -> None:
+               meta: dict[bytes, bytes] | None = None, certificates: dict[int, bytes] | None = None) -> None:
         """Stores the block durably (fsync) and advances the head. Only then may anyone be told.
-        ``meta`` is written in the same store transaction (see Store.commit_block)."""
+        ``meta`` and ``certificates`` of earlier heights are written in the same store
+        transaction (see Store.commit_block)."""
         if executed.block.header.prev_hash != self.head.hash:
             raise StoreError("the block was built on a head that is no longer current")
-        self.store.commit_block(executed, certificate, meta)
+        self.store.commit_block(executed, certificate, meta, certificates)
         self.head = executed.head
 
     # --- reading -----------------------------------------------------------------------------

@@ -58,11 +58,15 @@ class MemoryStore:
         self._meta.update(entries)
 
     def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
-        self._certs[height] = certificate
+        self.put_certificates({height: certificate}, meta)
+
+    def put_certificates(self, certificates: dict[int, bytes], meta: dict[bytes, bytes] | None = None) -> None:
+        self._certs.update(certificates)
         self._meta.update(meta or {})
 
     def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None,
-                     meta: dict[bytes, bytes] | None = None) -> None:
+                     meta: dict[bytes, bytes] | None = None,
+                     certificates: dict[int, bytes] | None = None) -> None:
         header = executed.block.header
         if self._head is None and header.height != 0:
             raise StoreError("an empty store starts with block 0")
@@ -78,6 +82,7 @@ class MemoryStore:
         for party, leaf, index in executed.accounts:
             self._accounts.setdefault(party, []).append((leaf, header.height, index))
         self._meta.update(meta or {})
+        self._certs.update(certificates or {})
         self._head = ChainHead(header, executed.head.frontier.copy(), executed.head.commitment.copy())
 
 

@@ -122,12 +122,17 @@ class Store:
     # --- writing ---------------------------------------------------------------------------
 
     def commit_block(self, executed: ExecutedBlock, certificate: bytes | None = None,
-                     meta: dict[bytes, bytes] | None = None) -> None:
+                     meta: dict[bytes, bytes] | None = None,
+                     certificates: dict[int, bytes] | None = None) -> None:
         """Persists everything of one block atomically and durably. The block must extend the
         stored head (or be block 0 of an empty store). ``meta`` entries (for example the
-        consensus log index that produced the block, or this node's endorsement) are written in
-        the same transaction, so they are durable exactly when the block is."""
-        self._write(lambda txn: self._put_block(txn, executed, certificate, meta or {}))
+        consensus log index that produced the block, or this node's endorsement) and
+        ``certificates`` of earlier heights (height -> certificate) are written in the same
+        transaction, so they are durable exactly when the block is."""
+        def work(txn: lmdb.Transaction) -> None:
+            self._put_block(txn, executed, certificate, meta or {})
+            self._put_certificates(txn, certificates or {}, {})
+        self._write(work)
 
     def meta(self, key: bytes) -> bytes | None:
         with self.env.begin() as txn:
@@ -141,12 +146,19 @@ class Store:
 
     def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
         """Stores a certificate, and ``meta`` entries with it, in one fsynced transaction."""
-        def work(txn: lmdb.Transaction) -> None:
+        self.put_certificates({height: certificate}, meta)
+
+    def put_certificates(self, certificates: dict[int, bytes], meta: dict[bytes, bytes] | None = None) -> None:
+        """Stores certificates (height -> certificate) and ``meta`` in one fsynced transaction."""
+        self._write(lambda txn: self._put_certificates(txn, certificates, meta or {}))
+
+    def _put_certificates(self, txn: lmdb.Transaction, certificates: dict[int, bytes],
+                          meta: dict[bytes, bytes]) -> None:
+        for height, certificate in certificates.items():
             txn.put(u64(height), certificate, db=self._db["certs"])
-            for key, value in (meta or {}).items():
-                assert key not in RESERVED_META, "the head is written by the store itself"
-                txn.put(key, value, db=self._db["meta"])
-        self._write(work)
+        for key, value in meta.items():
+            assert key not in RESERVED_META, "the head is written by the store itself"
+            txn.put(key, value, db=self._db["meta"])
 
     def _write(self, work) -> None:
         """Runs ``work`` in one write transaction; on a full map, grows it and runs it again

@@ -145,6 +145,7 @@ class NodeRuntime:
             await link.close()
         if self._server is not None:
             await self._server.stop(grace=0.5)
+        self.replica.save_certificates()
         self.ledger.close()
 
     async def _hand_over_leadership(self) -> None:

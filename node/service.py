@@ -151,13 +151,13 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         last = min(last, request.from_height + MAX_STREAM_BLOCKS - 1)
         for height in range(request.from_height, last + 1):
             yield ledger_pb2.CertifiedBlock(height=height, block=store.block(height),
-                                            certificate=store.certificate(height) or b"")
+                                            certificate=self.runtime.replica.certificate(height) or b"")
 
     async def GetCheckpoint(self, request, context):
         ledger, height = self.runtime.ledger, self.runtime.replica.certified_height
         header = decode_block(ledger.block(height)).header
         return ledger_pb2.Checkpoint(height=height, tree_size=header.tree_size, tree_root=header.tree_root,
-                                     block_hash=header.hash(), certificate=ledger.store.certificate(height) or b"",
+                                     block_hash=header.hash(), certificate=self.runtime.replica.certificate(height) or b"",
                                      chain_id=ledger.chain_id)
 
     async def GetConsistencyProof(self, request, context):

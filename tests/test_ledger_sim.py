@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from ledger.encoding import decode
 from ledger.tx import Deposit, DepositKind, RegisterMember
 from node.raft import MemoryRaftStorage
 from node.replica import COMPACTION_STEP_ENTRIES, LOG_RETENTION_ENTRIES, Replica, ReplicaOptions
@@ -141,3 +142,42 @@ def test_the_consensus_log_is_bounded_in_bytes_as_well_as_entries(monkeypatch) -
         if victim.replica.certified_height == leader.replica.certified_height:
             break
     assert victim.ledger.balance(member.party_id)[0] == deposits
+
+
+def test_a_certificate_rides_with_the_next_block_or_is_saved_within_a_few_ticks() -> None:
+    """Completed certificates are staged: written in the next block's transaction when one
+    follows, else by themselves after CERTIFICATE_SAVE_TICKS; readers see them meanwhile."""
+    from node import replica as replica_module
+    cluster = _Cluster()
+    cluster.pump(40)
+    c = cluster.consortium
+    member = c.member("staged")
+    leader = cluster.leader()
+    store = leader.ledger.store
+    saves = []
+    original = store.put_certificates
+    store.put_certificates = lambda certificates, meta=None: (saves.append(sorted(certificates)),
+                                                               original(certificates, meta))
+    leader.replica.propose([leader.replica.admit(c.register(member).raw)], GENESIS_TIME_MS + 1)
+    height = leader.replica.height + 1
+    for _ in range(20):                                       # until the followers' endorsements came
+        cluster.pump(1)
+        if leader.replica.certified_height == height:
+            break
+    assert leader.replica.certified_height == height
+    assert leader.replica.certificate(height) is not None        # served while staged
+    assert store.certificate(height) is None and saves == []
+    # A block follows: the staged certificate is written in its transaction, not on its own.
+    leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 2)
+    cluster.pump(1)
+    assert leader.replica.height == height + 1
+    assert store.certificate(height) is not None and saves == []
+    # No block follows: the next certificate is saved alone within CERTIFICATE_SAVE_TICKS ticks.
+    for _ in range(20):
+        if leader.replica.certified_height == height + 1:
+            break
+        cluster.pump(1)
+    assert store.certificate(height + 1) is None
+    cluster.pump(replica_module.CERTIFICATE_SAVE_TICKS)
+    assert store.certificate(height + 1) is not None and saves == [[height + 1]]
+    assert decode(store.meta(replica_module.META_CERTIFIED)) == height + 1

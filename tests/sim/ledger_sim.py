@@ -34,7 +34,7 @@ from ledger.verify import verify_chain
 from ledger.voucher import sign_voucher
 from node.codec import decode_message, encode_message
 from node.raft import MemoryRaftStorage, NotLeader, ProposalDropped, Role
-from node.replica import Replica, ReplicaOptions
+from node.replica import META_CERTIFIED, Replica, ReplicaOptions
 from tests.consortium import GENESIS_TIME_MS, TestConsortium, key
 from tests.sim.network import NetworkFaults, SimNetwork
 from tests.sim.simulation import (
@@ -379,11 +379,16 @@ class LedgerSimulation:
     def _verify_chains(self) -> None:
         for node in self.nodes.values():
             store = node.ledger.store
-            certified = node.replica.certified_height
-            blocks = [(store.block(h), store.certificate(h)) for h in range(1, certified + 1)]
+            certified = node.replica.certified_height      # certificates may still be staged
+            blocks = [(store.block(h), node.replica.certificate(h)) for h in range(1, certified + 1)]
             report = verify_chain(self.consortium.genesis_raw, blocks, require_certificates=True)
             if not report.ok:
                 raise AssertionError(f"node {node.node_id[:8]}'s chain does not verify: {report.problem}")
+            stored = store.meta(META_CERTIFIED)              # what a crash now would leave
+            for h in range(1, (decode(stored) if stored else 0) + 1):
+                if store.certificate(h) is None:
+                    raise AssertionError(f"node {node.node_id[:8]} stored certified height {decode(stored)} "
+                                         f"without the certificate of block {h}")
 
     def _shuffled_up(self) -> list[LedgerSimNode]:
         up = [n for n in self.nodes.values() if n.replica is not None]
