@@ -12,8 +12,15 @@ Named databases (keys big-endian so LMDB's order is numeric order):
     certs     height:u64                      -> encoded certificate (written by consensus)
     txs       tx_id:16                        -> TxRecord
     state     state key                       -> state value          (see ledger.state)
-    merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only)
+    leaves    index:u64                       -> 32-byte Merkle leaf hash (appended in order)
+    merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only, and
+                                                 only levels that are multiples of MERKLE_LEVEL_STEP)
     accounts  party_or_member_id:20 || leaf:u64 -> [height, index]   (history index)
+
+Merkle nodes of the levels in between are recomputed from the stored level below them (at most
+2**(MERKLE_LEVEL_STEP - 1) hashes per node read). Storing every level cost two entries per leaf,
+and the leaf keys, growing in the middle of one database, left its pages half full: 212 bytes
+per transaction, where the leaves alone, appended to their own database, take about 50.
 
 A full map is grown (doubling, up to ``max_map_size_bytes``) and the write retried; past
 that ``StoreFull`` is raised and nothing of the block is written.
@@ -31,16 +38,18 @@ import lmdb
 from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block
 from ledger.commitment import StateCommitment
 from ledger.encoding import decode, encode
-from ledger.merkle import Frontier
+from ledger.merkle import Frontier, node_hash
 from ledger.state import TxRecord
 
 DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
-MAX_DBS = 12      # the ledger's 7, plus room for the consensus log kept in the same environment
+MAX_DBS = 12      # the ledger's 8, plus room for the consensus log kept in the same environment
+MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
+LAYOUT_VERSION = b"2"   # meta "layout": 2 = leaves apart, sparse interior levels
 _U64 = struct.Struct(">Q")
 
 
-RESERVED_META = (b"chain_id", b"head", b"state_vector")
+RESERVED_META = (b"chain_id", b"head", b"state_vector", b"layout")
 
 
 class StoreError(Exception):
@@ -70,11 +79,24 @@ class Store:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         try:
             self._db = {name: self.env.open_db(name.encode()) for name in
-                        ("meta", "blocks", "certs", "txs", "state", "merkle", "accounts")}
+                        ("meta", "blocks", "certs", "txs", "state", "leaves", "merkle", "accounts")}
         except lmdb.MapFullError:
             self.env.close()
             raise StoreFull(f"the map of {map_size_bytes} bytes is too small for the store's layout "
                             f"at {self.path}; give a larger map size") from None
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        with self.env.begin(write=True) as txn:
+            layout = txn.get(b"layout", db=self._db["meta"])
+            if layout is None and txn.get(b"head", db=self._db["meta"]) is None:
+                txn.put(b"layout", LAYOUT_VERSION, db=self._db["meta"])      # a new store
+            elif layout != LAYOUT_VERSION:
+                self.env.close()
+                raise StoreError(f"the store at {self.path} has another on-disk layout "
+                                 f"({(layout or b'1').decode(errors='replace')}, this version reads "
+                                 f"{LAYOUT_VERSION.decode()}); move it away and re-sync the node from its peers "
+                                 "(docs/ARCHITECTURE.md, 'Re-syncing a node')")
 
     def open_db(self, name: str):
         """A further named database in this environment, for a layer above (the consensus log),
@@ -199,7 +221,11 @@ class Store:
         for tx_id, record in executed.state.tx_records().items():
             txn.put(tx_id, record.to_bytes(), db=db["txs"])
         for level, index, node in executed.merkle_nodes:
-            txn.put(bytes([level]) + u64(index), node, db=db["merkle"])
+            if level == 0:
+                if not txn.put(u64(index), node, db=db["leaves"], append=True):
+                    raise StoreError(f"Merkle leaf {index} does not follow the stored leaves")
+            elif level % MERKLE_LEVEL_STEP == 0:
+                txn.put(bytes([level]) + u64(index), node, db=db["merkle"])
         self._index_accounts(txn, executed)
         txn.put(b"chain_id", header.chain_id, db=db["meta"])
         txn.put(b"head", encode(header.to_wire()), db=db["meta"])
@@ -248,10 +274,28 @@ class StoreReader:
         return None if raw is None else TxRecord.from_bytes(raw)
 
     def merkle_node(self, level: int, index: int) -> bytes:
-        node = self._txn.get(bytes([level]) + u64(index), db=self._db["merkle"])
-        if node is None:
-            raise KeyError((level, index))
-        return node
+        """The hash of the perfect subtree (level, index); KeyError if it is not in the store."""
+        base = level - level % MERKLE_LEVEL_STEP
+        nodes = self._stored_nodes(base, index << (level - base), 1 << (level - base))
+        while len(nodes) > 1:
+            nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes), 2)]
+        return nodes[0]
+
+    def _stored_nodes(self, level: int, first: int, count: int) -> list[bytes]:
+        """``count`` consecutive stored nodes of a stored level; KeyError at the first missing."""
+        db, prefix = (self._db["leaves"], b"") if level == 0 else (self._db["merkle"], bytes([level]))
+        cursor = self._txn.cursor(db=db)
+        nodes: list[bytes] = []
+        if cursor.set_key(prefix + u64(first)):
+            for key, node in cursor:
+                if key != prefix + u64(first + len(nodes)):
+                    break
+                nodes.append(node)
+                if len(nodes) == count:
+                    break
+        if len(nodes) != count:
+            raise KeyError((level, first + len(nodes)))
+        return nodes
 
     def block(self, height: int) -> bytes | None:
         return self._txn.get(u64(height), db=self._db["blocks"])

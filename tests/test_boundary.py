@@ -5,6 +5,7 @@ consortium."""
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -55,8 +56,21 @@ def _channel(cluster, address, who="centre", max_send=16 * 1024 * 1024, layout=N
     return grpc.secure_channel(address, credentials, options=[("grpc.max_send_message_length", max_send)])
 
 
+QUIET_TIMEOUT_S = 20.0
+
+
 def _heights(cluster) -> set[tuple[int, int]]:
-    return {(s.applied_height, s.certified_height) for s in cluster.statuses().values()}
+    """The nodes' (applied, certified) heights once the cluster is quiet: every node agrees and
+    two reads 0.2 s apart are the same (work of earlier tests may still be committing on a busy
+    machine). Bounded by QUIET_TIMEOUT_S."""
+    deadline = time.monotonic() + QUIET_TIMEOUT_S
+    last = None
+    while True:
+        heights = {(s.applied_height, s.certified_height) for s in cluster.statuses().values()}
+        if heights == last and len(heights) == 1 or time.monotonic() > deadline:
+            return heights
+        last = heights
+        time.sleep(0.2)
 
 
 def _refusal(call) -> tuple[grpc.StatusCode, dict]:

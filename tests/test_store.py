@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ledger import merkle
-from ledger.block import decode_genesis_block
+from ledger.block import decode_block, decode_genesis_block
 from ledger.ledger import Ledger
 from ledger.merkle import leaf_hash
 from ledger.state import MemoryState
@@ -379,3 +379,48 @@ def test_a_full_store_refuses_the_block_whole_and_stays_usable(tmp_path):
     assert all(ledger.member_exists(m.party_id) for m in members)
     assert_verifies(ledger)
     ledger.close()
+
+
+# --- Merkle nodes: leaves stored apart, interior levels only every MERKLE_LEVEL_STEP ---------
+
+
+def test_merkle_nodes_of_every_level_match_the_reference_and_proofs_verify(tmp_path):
+    """Over 2**9 leaves, so levels 8 and 9 exist: every perfect-subtree node the store gives
+    (stored or recomputed) is the reference's, and so are roots and proofs at many sizes."""
+    from ledger.store import MERKLE_LEVEL_STEP
+    consortium = TestConsortium()
+    ledger = Ledger.create(tmp_path / "store", consortium.genesis_raw)
+    members = [consortium.member(f"m{i}") for i in range(600)]
+    for height, start in enumerate(range(0, 600, 150), start=1):
+        ledger.commit(ledger.build([consortium.register(m) for m in members[start:start + 150]], time_of(height)))
+    size = ledger.head.header.tree_size
+    assert size > 2 ** 9 and MERKLE_LEVEL_STEP == 8
+    nodes = merkle.MemoryNodes()
+    frontier = merkle.Frontier.empty()
+    for height in range(ledger.height + 1):
+        for entry in decode_block(ledger.block(height)).entries:
+            nodes.put(frontier.append(leaf_hash(entry)))
+    with ledger.store.reader() as r:
+        for level in range(0, 10):
+            for index in range(size >> level):
+                assert r.merkle_node(level, index) == nodes.read(level, index), (level, index)
+        with pytest.raises(KeyError):
+            r.merkle_node(3, size >> 3)                 # not a perfect subtree yet
+        for tree_size in (1, 2, 255, 256, 257, 511, 512, size):
+            assert merkle.root_at(tree_size, r.merkle_node) == merkle.root_at(tree_size, nodes.read)
+            for index in (0, tree_size // 2, tree_size - 1):
+                assert (merkle.inclusion_proof(index, tree_size, r.merkle_node)
+                        == merkle.inclusion_proof(index, tree_size, nodes.read))
+            assert (merkle.consistency_proof(tree_size, size, r.merkle_node)
+                    == merkle.consistency_proof(tree_size, size, nodes.read))
+    assert_verifies(ledger)
+    ledger.close()
+
+
+def test_a_store_with_another_layout_is_refused_with_what_to_do(tmp_path):
+    ledger, _, _ = small_chain(tmp_path / "store")
+    with ledger.store.env.begin(write=True) as txn:
+        txn.put(b"layout", b"1", db=ledger.store._db["meta"])
+    ledger.close()
+    with pytest.raises(StoreError, match="another on-disk layout.*re-sync the node from its peers"):
+        Ledger.open(tmp_path / "store")
