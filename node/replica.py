@@ -111,7 +111,8 @@ class Replica:
             raise ValueError("this node's key is not an active node of the consortium")
         applied_index = self._meta_pair(META_APPLIED)[0]
         certified = self.ledger.store.meta(META_CERTIFIED)
-        self.finality = Finality(ledger.chain_id, ledger.height, decode(certified) if certified else 0)
+        self._stored_certified = decode(certified) if certified else 0     # durable, <= finality's
+        self.finality = Finality(ledger.chain_id, ledger.height, self._stored_certified)
         self._restore_pending_certificates()
         config = RaftConfig(
             node_id=self.id, voters=tuple(sorted(node_keys)), election_tick=options.election_tick,
@@ -231,9 +232,11 @@ class Replica:
         header = executed.block.header
         height, block_hash = header.height, header.hash()
         signature = self._endorse(header)
+        certified = self._certified_meta()
         self.ledger.commit(executed, meta={META_APPLIED: applied, META_RAFT_AT + u64(height): applied,
-                                           META_ENDORSED + u64(height): signature, **self._certified_meta()},
+                                           META_ENDORSED + u64(height): signature, **certified},
                            certificates=self._take_unsaved_certificates())
+        self._note_stored(certified)
         self.out.applied.append(executed)
         self._at("endorse")
         certificate = self.finality.applied(header, node_set, (self.key.public_key, signature))
@@ -276,6 +279,7 @@ class Replica:
         if self._unsaved_certificates:
             meta = self._certified_meta()
             self.ledger.store.put_certificates(self._take_unsaved_certificates(), meta)
+            self._note_stored(meta)
 
     def certificate(self, height: int) -> bytes | None:
         """The certificate of ``height``, staged or stored; None if it has none yet."""
@@ -287,6 +291,10 @@ class Replica:
         if not self._unsaved_certificates:
             return {}
         return {META_CERTIFIED: encode(self.finality.certified_through)}
+
+    def _note_stored(self, meta: dict[bytes, bytes]) -> None:
+        if META_CERTIFIED in meta:
+            self._stored_certified = decode(meta[META_CERTIFIED])
 
     def _take_unsaved_certificates(self) -> dict[int, bytes]:
         taken, self._unsaved_certificates = self._unsaved_certificates, {}
@@ -367,6 +375,7 @@ class Replica:
         self.ledger.commit(executed, certificate_raw, meta={META_RAFT_AT + u64(height): applied,
                                                            META_APPLIED: applied, **certified},
                            certificates=self._take_unsaved_certificates())
+        self._note_stored(certified)
         self.out.applied.append(executed)
         return True
 
@@ -382,8 +391,9 @@ class Replica:
                 self.out.messages.append(EndorsementRequest(self.id, peer, uncertified[0], count))
 
     def _compact(self) -> None:
-        """Drops consensus entries that produced certified blocks, keeping a tail."""
-        certified = self.finality.certified_through
+        """Drops consensus entries that produced certified blocks, keeping a tail. Only blocks
+        whose certificates are stored count: a staged one may be lost in a crash."""
+        certified = self._stored_certified
         if certified == 0:
             return
         certified_index = self._meta_pair(META_RAFT_AT + u64(certified))[0]
