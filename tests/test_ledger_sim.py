@@ -78,22 +78,25 @@ class _Cluster:
         return next(n for n in self.nodes if n.replica is not None and n.replica.is_leader)
 
 
-def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
-    cluster = _Cluster()
+def _deposits_while_a_node_is_down(cluster: _Cluster, name: str, deposits: int):
+    """Registers a member, takes a follower down, and commits ``deposits`` deposits of one
+    point; returns (leader, the node that is down, the member)."""
     cluster.pump(40)
     c = cluster.consortium
-    member = c.member("catch-up")
+    member = c.member(name)
     leader = cluster.leader()
     leader.replica.propose([leader.replica.admit(c.register(member).raw)], GENESIS_TIME_MS + 1)
     victim = next(n for n in cluster.nodes if n is not leader)
     victim.replica = None                                   # down, then its disk is lost
-    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40    # enough to compact the leader's log
     for i in range(deposits):
         leader = cluster.leader()
         leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 10 + i)
         cluster.pump(1)
     cluster.pump(20)
-    assert leader.storage.first_index() > 1, "the leader's log was not compacted"
+    return leader, victim, member
+
+
+def _wipe_and_rejoin(cluster: _Cluster, victim, leader) -> None:
     victim.lose_disk()
     victim.storage = MemoryRaftStorage()
     cluster.start(victim)
@@ -101,6 +104,14 @@ def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
         cluster.pump(1)
         if victim.replica.certified_height == leader.replica.certified_height:
             break
+
+
+def test_a_node_that_lost_its_disk_catches_up_with_certified_blocks() -> None:
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40    # enough to compact the leader's log
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, "catch-up", deposits)
+    assert leader.storage.first_index() > 1, "the leader's log was not compacted"
+    _wipe_and_rejoin(cluster, victim, leader)
     # Its consensus log starts after the fetched blocks: it caught up by blocks, not by log replay.
     assert victim.storage.first_index() > 1, "the wiped node never needed catch-up: the test proves nothing"
     assert victim.replica.height == leader.replica.height
@@ -116,31 +127,14 @@ def test_the_consensus_log_is_bounded_in_bytes_as_well_as_entries(monkeypatch) -
     budget = 4096
     monkeypatch.setattr(replica_module, "LOG_RETENTION_BYTES", budget)
     cluster = _Cluster()
-    cluster.pump(40)
-    c = cluster.consortium
-    member = c.member("bytes")
-    leader = cluster.leader()
-    leader.replica.propose([leader.replica.admit(c.register(member).raw)], GENESIS_TIME_MS + 1)
-    victim = next(n for n in cluster.nodes if n is not leader)
-    victim.replica = None
     deposits = 60
     assert deposits < LOG_RETENTION_ENTRIES, "the entry bound alone would not compact"
-    for i in range(deposits):
-        leader = cluster.leader()
-        leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 10 + i)
-        cluster.pump(1)
-    cluster.pump(20)
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, "bytes", deposits)
     storage = leader.storage
     assert storage.first_index() > 1, "the log was not compacted on bytes"
     kept = storage.entries(storage.first_index(), storage.last_index() + 1)
     assert sum(len(e.data) for e in kept) <= 2 * budget + max(len(e.data) for e in kept)
-    victim.lose_disk()
-    victim.storage = MemoryRaftStorage()
-    cluster.start(victim)
-    for _ in range(200):
-        cluster.pump(1)
-        if victim.replica.certified_height == leader.replica.certified_height:
-            break
+    _wipe_and_rejoin(cluster, victim, leader)
     assert victim.ledger.balance(member.party_id)[0] == deposits
 
 
