@@ -235,7 +235,7 @@ class Replica:
         certified = self._certified_meta()
         self.ledger.commit(executed, meta={META_APPLIED: applied, META_RAFT_AT + u64(height): applied,
                                            META_ENDORSED + u64(height): signature, **certified},
-                           certificates=self._take_unsaved_certificates())
+                           certificates=self._unsaved_certificates)
         self._note_stored(certified)
         self.out.applied.append(executed)
         self._at("endorse")
@@ -278,7 +278,7 @@ class Replica:
         """Writes the staged certificates and the certified height in one synced transaction."""
         if self._unsaved_certificates:
             meta = self._certified_meta()
-            self.ledger.store.put_certificates(self._take_unsaved_certificates(), meta)
+            self.ledger.store.put_certificates(self._unsaved_certificates, meta)
             self._note_stored(meta)
 
     def certificate(self, height: int) -> bytes | None:
@@ -293,12 +293,11 @@ class Replica:
         return {META_CERTIFIED: encode(self.finality.certified_through)}
 
     def _note_stored(self, meta: dict[bytes, bytes]) -> None:
+        """After a write that carried every staged certificate (and ``meta``) returned: they are
+        stored. Until then they stay staged, so a failed write (StoreFull) loses none."""
+        self._unsaved_certificates.clear()
         if META_CERTIFIED in meta:
             self._stored_certified = decode(meta[META_CERTIFIED])
-
-    def _take_unsaved_certificates(self) -> dict[int, bytes]:
-        taken, self._unsaved_certificates = self._unsaved_certificates, {}
-        return taken
 
     def _on_endorsement_request(self, message: EndorsementRequest) -> None:
         last = min(self.height, message.from_height + min(message.count, MAX_ENDORSEMENTS_PER_REQUEST) - 1)
@@ -374,7 +373,7 @@ class Replica:
         certified = {META_CERTIFIED: encode(self.finality.certified_through)}
         self.ledger.commit(executed, certificate_raw, meta={META_RAFT_AT + u64(height): applied,
                                                            META_APPLIED: applied, **certified},
-                           certificates=self._take_unsaved_certificates())
+                           certificates=self._unsaved_certificates)
         self._note_stored(certified)
         self.out.applied.append(executed)
         return True

@@ -175,3 +175,31 @@ def test_a_certificate_rides_with_the_next_block_or_is_saved_within_a_few_ticks(
     cluster.pump(replica_module.CERTIFICATE_SAVE_TICKS)
     assert store.certificate(height + 1) is not None and saves == [[height + 1]]
     assert decode(store.meta(replica_module.META_CERTIFIED)) == height + 1
+
+
+def test_a_failed_certificate_write_keeps_the_certificates_staged() -> None:
+    """A write that fails (a full store) must not lose staged certificates from memory."""
+    from ledger.store import StoreFull
+    cluster = _Cluster()
+    cluster.pump(40)
+    c = cluster.consortium
+    leader = cluster.leader()
+    leader.replica.propose([leader.replica.admit(c.register(c.member("full")).raw)], GENESIS_TIME_MS + 1)
+    height = leader.replica.height + 1
+    for _ in range(20):
+        cluster.pump(1)
+        if leader.replica.certified_height == height:
+            break
+    store = leader.ledger.store
+    assert store.certificate(height) is None and leader.replica.certificate(height) is not None
+    original = store.put_certificates
+
+    def full(certificates, meta=None):
+        raise StoreFull("the store is full")
+    store.put_certificates = full
+    with pytest.raises(StoreFull):
+        leader.replica.save_certificates()
+    assert leader.replica.certificate(height) is not None      # still staged, still served
+    store.put_certificates = original
+    leader.replica.save_certificates()
+    assert store.certificate(height) is not None
