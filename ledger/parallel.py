@@ -1,12 +1,13 @@
 """Verifying a chain on every core: the static checks in a process pool, the rules in order.
 
 Owns splitting a stream of blocks into bounded chunks, running the static checks of each chunk
-in a ``multiprocessing`` pool — decoding, chain id and every signature of every transaction
-(``check_tx``), and every certificate signature over its block's checkpoint — and handing the
-results, in chain order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. The main
-process then replays the rules with a check that only decodes transactions already verified,
-and the certificate check that depends on state (the node set in force) with the signatures
-already verified.
+in a ``multiprocessing`` pool — canonical decoding, chain id and every signature of every
+transaction (``tx.signatures_hold``, with ``check_tx`` for the verdict where that fails), and
+every certificate signature over its block's checkpoint — and handing the results, in chain
+order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. The main process then replays
+the rules with a check that only decodes (the schema) transactions already verified, and the
+certificate check that depends on state (the node set in force) with the signatures already
+verified.
 
 The answer is the sequential verifier's: a static failure found by a worker is raised when the
 replay reaches that block and entry, so the first problem reported is at the same place (lowest

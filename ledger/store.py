@@ -78,25 +78,28 @@ class Store:
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
         try:
-            self._db = {name: self.env.open_db(name.encode()) for name in
-                        ("meta", "blocks", "certs", "txs", "state", "leaves", "merkle", "accounts")}
+            self._db = {"meta": self.env.open_db(b"meta")}
+            self._check_layout()          # before creating anything an older layout lacks
+            self._db.update((name, self.env.open_db(name.encode())) for name in
+                            ("blocks", "certs", "txs", "state", "leaves", "merkle", "accounts"))
         except lmdb.MapFullError:
             self.env.close()
             raise StoreFull(f"the map of {map_size_bytes} bytes is too small for the store's layout "
                             f"at {self.path}; give a larger map size") from None
-        self._check_layout()
 
     def _check_layout(self) -> None:
-        with self.env.begin(write=True) as txn:
+        with self.env.begin() as txn:
             layout = txn.get(b"layout", db=self._db["meta"])
-            if layout is None and txn.get(b"head", db=self._db["meta"]) is None:
-                txn.put(b"layout", LAYOUT_VERSION, db=self._db["meta"])      # a new store
-            elif layout != LAYOUT_VERSION:
-                self.env.close()
-                raise StoreError(f"the store at {self.path} has another on-disk layout "
-                                 f"({(layout or b'1').decode(errors='replace')}, this version reads "
-                                 f"{LAYOUT_VERSION.decode()}); move it away and re-sync the node from its peers "
-                                 "(docs/ARCHITECTURE.md, 'Re-syncing a node')")
+            is_new = layout is None and txn.get(b"head", db=self._db["meta"]) is None
+        if is_new:
+            with self.env.begin(write=True) as txn:
+                txn.put(b"layout", LAYOUT_VERSION, db=self._db["meta"])
+        elif layout != LAYOUT_VERSION:
+            self.env.close()
+            raise StoreError(f"the store at {self.path} has another on-disk layout "
+                             f"({(layout or b'1').decode(errors='replace')}, this version reads "
+                             f"{LAYOUT_VERSION.decode()}); move it away and re-sync the node from its peers "
+                             "(docs/ARCHITECTURE.md, 'Re-syncing a node')")
 
     def open_db(self, name: str):
         """A further named database in this environment, for a layer above (the consensus log),

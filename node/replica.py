@@ -221,9 +221,8 @@ class Replica:
 
     def _apply(self, entry) -> None:
         applied = encode([entry.index, entry.term])
-        self._log_tail.append((entry.index, len(entry.data)))
-        self._log_tail_bytes += len(entry.data)
         if entry.kind != EntryKind.NORMAL:
+            self._note_logged(entry)
             return
         time_ms, raws = decode_batch(entry.data)       # validated before it was appended
         txs = [self.verified.check(raw) for raw in raws]
@@ -237,12 +236,18 @@ class Replica:
                                            META_ENDORSED + u64(height): signature, **certified},
                            certificates=self._unsaved_certificates)
         self._note_stored(certified)
+        self._note_logged(entry)
         self.out.applied.append(executed)
         self._at("endorse")
         certificate = self.finality.applied(header, node_set, (self.key.public_key, signature))
         self._store_certificate(certificate)
         for peer in self._peers():
             self.out.messages.append(Endorsement(self.id, peer, height, block_hash, signature))
+
+    def _note_logged(self, entry) -> None:
+        """Counts an applied entry's bytes towards the log's byte bound (LOG_RETENTION_BYTES)."""
+        self._log_tail.append((entry.index, len(entry.data)))
+        self._log_tail_bytes += len(entry.data)
 
     def _endorse(self, header) -> bytes:
         """Signs a block's checkpoint before storing it. The guard: a height already endorsed
@@ -367,13 +372,15 @@ class Replica:
         except (DecodeError, CertificateError):
             return False
         applied = encode([message.raft_index, message.raft_term])
-        self.finality.mark_certified(height)
-        # The block comes with its certificate: the certified height goes in the same transaction,
-        # with any staged certificates of lower heights.
-        certified = {META_CERTIFIED: encode(self.finality.certified_through)}
+        # The block comes with its certificate: the certified height it makes goes in the same
+        # transaction, with any staged certificates of lower heights. Finality counts the height
+        # only once that transaction is stored (a failed write must not leave it counted).
+        through = self.finality.certified_through
+        certified = {META_CERTIFIED: encode(height if through == height - 1 else through)}
         self.ledger.commit(executed, certificate_raw, meta={META_RAFT_AT + u64(height): applied,
                                                            META_APPLIED: applied, **certified},
                            certificates=self._unsaved_certificates)
+        self.finality.mark_certified(height)
         self._note_stored(certified)
         self.out.applied.append(executed)
         return True

@@ -145,8 +145,10 @@ class NodeRuntime:
             await link.close()
         if self._server is not None:
             await self._server.stop(grace=0.5)
-        self.replica.save_certificates()
-        self.ledger.close()
+        try:
+            self.replica.save_certificates()
+        finally:
+            self.ledger.close()
 
     async def _hand_over_leadership(self) -> None:
         target = next((peer for peer, link in sorted(self._links.items()) if link.connected), None)

@@ -203,3 +203,39 @@ def test_a_failed_certificate_write_keeps_the_certificates_staged() -> None:
     store.put_certificates = original
     leader.replica.save_certificates()
     assert store.certificate(height) is not None
+
+
+def test_a_catch_up_install_that_fails_to_store_leaves_nothing_counted_as_certified() -> None:
+    """A node catching up whose block write fails (a full store) must not count that height as
+    certified, nor store a certified height beyond its stored blocks and certificates."""
+    from node import replica as replica_module
+    from ledger.store import StoreFull
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40    # the leader compacts
+    leader, victim, _member = _deposits_while_a_node_is_down(cluster, "install", deposits)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    store = victim.ledger.store
+
+    def full(*args, **kwargs):
+        raise StoreFull("the store is full")
+    real_commit, store.commit_block = store.commit_block, full
+    failures = 0
+    for _ in range(40):
+        try:
+            cluster.pump(1)
+        except StoreFull:
+            failures += 1
+    assert failures > 0, "the catch-up never tried to store a block: the test proves nothing"
+    assert victim.replica.certified_height <= victim.ledger.height
+    stored = store.meta(replica_module.META_CERTIFIED)
+    through = decode(stored) if stored else 0
+    assert through <= victim.ledger.height
+    assert all(store.certificate(h) is not None for h in range(1, through + 1))
+    store.commit_block = real_commit                 # space again: it catches up after all
+    for _ in range(200):
+        cluster.pump(1)
+        if victim.replica.certified_height == leader.replica.certified_height:
+            break
+    assert victim.replica.certified_height == leader.replica.certified_height
