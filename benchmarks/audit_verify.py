@@ -247,9 +247,9 @@ def main() -> None:
     seconds, summary, cpu = time_verify(path, args.workers)
     tx_rate, sig_rate = summary["transactions"] / seconds, signatures / seconds
     print(f"[verify] audit verify (parallel): {seconds:.1f} s wall ({summary['seconds']:.1f} s inside), "
-          f"{tx_rate:,.0f} tx/s, {sig_rate:,.0f} signatures/s = {sig_rate / bound:.0%} of the bound "
+          f"{tx_rate:,.0f} tx/s, {sig_rate:,.0f} signatures/s = {sig_rate / bound:.1%} of the bound "
           f"(tx/s = {tx_rate / bound:.0%} of it; target: signatures/s >= 70%); "
-          f"{sig_rate / measured:.0%} of the measured all-core rate")
+          f"{sig_rate / measured:.1%} of the measured all-core rate")
     needed = signatures / cpu_rate
     print(f"[cpu]    audit verify used {cpu:.1f} CPU-s in all its processes; the signature checks alone need "
           f"{needed:.1f} CPU-s at {cpu_rate:,.0f} verifications per CPU-s: {needed / cpu:.0%} of the CPU went to "
