@@ -57,9 +57,6 @@ class MemoryStore:
     def put_meta(self, entries: dict[bytes, bytes]) -> None:
         self._meta.update(entries)
 
-    def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
-        self.put_certificates({height: certificate}, meta)
-
     def put_certificates(self, certificates: dict[int, bytes], meta: dict[bytes, bytes] | None = None) -> None:
         self._certs.update(certificates)
         self._meta.update(meta or {})

@@ -169,10 +169,6 @@ class Store:
                 txn.put(key, value, db=self._db["meta"])
         self._write(work)
 
-    def put_certificate(self, height: int, certificate: bytes, meta: dict[bytes, bytes] | None = None) -> None:
-        """Stores a certificate, and ``meta`` entries with it, in one fsynced transaction."""
-        self.put_certificates({height: certificate}, meta)
-
     def put_certificates(self, certificates: dict[int, bytes], meta: dict[bytes, bytes] | None = None) -> None:
         """Stores certificates (height -> certificate) and ``meta`` in one fsynced transaction."""
         self._write(lambda txn: self._put_certificates(txn, certificates, meta or {}))

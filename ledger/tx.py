@@ -460,14 +460,20 @@ class Rejected(Exception):
         self.rejection = rejection
 
 
+def decode_or_reject(raw: bytes, prechecked: bool = False) -> Tx:
+    """``decode_tx``, with a decoding failure raised as the MALFORMED rejection ``check_tx``
+    gives for it (``prechecked`` as in ``decode_tx``)."""
+    try:
+        return decode_tx(raw, prechecked)
+    except DecodeError as exc:
+        raise Rejected(Rejection(Code.MALFORMED, exc.field, str(exc))) from None
+
+
 def check_tx(raw: bytes, chain_id: bytes) -> Tx:
     """The static check: canonical decoding, chain id, and every signature (the author's,
     each approval's, a redeemed voucher's). Raises Rejected with code MALFORMED, WRONG_CHAIN
     or BAD_SIGNATURE; never any other exception for any input bytes."""
-    try:
-        tx = decode_tx(raw)
-    except DecodeError as exc:
-        raise Rejected(Rejection(Code.MALFORMED, exc.field, str(exc))) from None
+    tx = decode_or_reject(raw)
     if tx.kind == TxKind.GENESIS:
         raise Rejected(Rejection(Code.MALFORMED, "kind", "a genesis transaction only opens a chain"))
     check_signatures(tx, chain_id)

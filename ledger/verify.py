@@ -32,7 +32,6 @@ from ledger.block import (
     replay_block,
 )
 from ledger.commitment import StateCommitment
-from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
 from ledger.certificate import Certificate, CertificateError, quorum
 from ledger.checkpoint import CheckpointBody, CheckpointError, key_id, key_name, parse_note
@@ -49,7 +48,7 @@ from ledger.state import (
     StateReader,
 )
 from ledger.store import Store, StoreReader
-from ledger.tx import Rejected, Rejection, Role, Tx, check_tx, decode_tx
+from ledger.tx import Rejected, Rejection, Role, Tx, check_tx, decode_or_reject
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +231,7 @@ def _prechecked_check(item: Prechecked):
         if item.failure is not None and tx_raw == item.failure[0]:
             raise Rejected(item.failure[1])
         if item.txs_ok:
-            try:
-                return decode_tx(tx_raw, prechecked=True)
-            except DecodeError as exc:      # what check_tx would say of it
-                raise Rejected(Rejection(Code.MALFORMED, exc.field, str(exc))) from None
+            return decode_or_reject(tx_raw, prechecked=True)
         return check_tx(tx_raw, chain_id)
     return check
 
