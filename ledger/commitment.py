@@ -23,6 +23,7 @@ is exactly the lane arithmetic) instead of a big-integer operation per entry.
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Iterable
 
 import numpy as np
@@ -35,21 +36,51 @@ LANE_BITS = 16
 VECTOR_BYTES = LANES * LANE_BITS // 8
 BATCH_ENTRIES = 1024          # entries hashed into one buffer before summing (2 MiB of lanes)
 _LANE = np.dtype("<u2")
+_ENTRY_PREFIX = encode(["nanum/v1/state-entry", b"", b""])[:-4]   # fixarray-3 and the tag string
 
 Entry = tuple[bytes, bytes]
 
 
 def lanes_bytes(key: bytes, value: bytes) -> bytes:
     """The 2048 bytes of ``lanes(key, value)``."""
-    return blake3(encode(["nanum/v1/state-entry", key, value])).digest(VECTOR_BYTES)
+    return _lanes_of(_hasher(), key, value)
+
+
+def _lanes_of(hasher: blake3, key: bytes, value: bytes) -> bytes:
+    hasher.reset()
+    hasher.update(_ENTRY_PREFIX + _bin(key) + _bin(value))
+    return hasher.digest(VECTOR_BYTES)
+
+
+_local = threading.local()
+
+
+def _hasher() -> blake3:
+    """This thread's reusable hasher: making a new one costs as much as hashing an entry,
+    and a hasher must not be shared between threads (reset, update, digest are three calls)."""
+    hasher = getattr(_local, "hasher", None)
+    if hasher is None:
+        hasher = _local.hasher = blake3()
+    return hasher
+
+
+def _bin(data: bytes) -> bytes:
+    """msgpack's bin encoding of ``data``, as ``encode`` gives it (tests compare the two)."""
+    size = len(data)
+    if size < 0x100:
+        return b"\xc4" + size.to_bytes(1, "big") + data
+    if size < 0x10000:
+        return b"\xc5" + size.to_bytes(2, "big") + data
+    return b"\xc6" + size.to_bytes(4, "big") + data
 
 
 def _lane_sum(entries: Iterable[Entry]) -> np.ndarray:
     """The lane-wise sum modulo 2**16 of the entries' lanes, in batches of BATCH_ENTRIES."""
     total = np.zeros(LANES, dtype=_LANE)
     batch: list[bytes] = []
+    hasher = _hasher()
     for key, value in entries:
-        batch.append(lanes_bytes(key, value))
+        batch.append(_lanes_of(hasher, key, value))
         if len(batch) == BATCH_ENTRIES:
             total += _sum_of(batch)
             batch.clear()

@@ -98,6 +98,24 @@ def decode(data: bytes, max_bytes: int = MAX_ENCODED_BYTES) -> Any:
     return value
 
 
+_UINT_FORMS = {0xCC: (1, 0x80), 0xCD: (2, 0x100), 0xCE: (4, 0x10000), 0xCF: (8, 0x1_0000_0000)}
+
+
+def decode_uint(data: bytes) -> int:
+    """Decodes a canonical unsigned integer: the verdicts of ``decode`` plus "is an unsigned
+    int", without the general decoder (state values such as a bucket's points are read on
+    every transaction). DecodeError for anything else."""
+    if len(data) == 1 and data[0] < 0x80:
+        return data[0]
+    form = _UINT_FORMS.get(data[0]) if data else None
+    if form is None or len(data) != 1 + form[0]:
+        raise DecodeError("expected an unsigned integer")
+    value = int.from_bytes(data[1:], "big")
+    if value < form[1]:
+        raise DecodeError("not in canonical form (a value is not in its shortest encoding)")
+    return value
+
+
 def decode_prechecked(data: bytes) -> Any:
     """Decodes bytes that ``decode`` has already accepted — these very bytes, checked in this
     process or in a worker process — without repeating the canonical-form check. The auditor's

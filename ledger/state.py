@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
 from ledger.commitment import StateCommitment
-from ledger.encoding import decode, encode
+from ledger.encoding import decode, decode_uint, encode
 from ledger.tx import Role
 
 PARTY = b"\x01"
@@ -171,13 +171,15 @@ class Overlay:
         return dict(self._records)
 
     def changes(self) -> list[tuple[bytes, bytes | None, bytes | None]]:
-        """(key, value before the block, value after), sorted by key; unchanged keys omitted.
-        Needs no base access, so it stays valid after the base's read transaction ends.
-        Computed once per set of writes (the commitment, the store and the verifier's state
-        each ask); callers must not change the list."""
+        """(key, value before the block, value after), in the order the keys were first written
+        (deterministic, but not sorted: nobody that needs an order may rely on this one);
+        unchanged keys omitted. Needs no base access, so it stays valid after the base's read
+        transaction ends. Computed once per set of writes (the commitment, the store and the
+        verifier's state each ask); callers must not change the list."""
         if self._changes is None:
-            self._changes = [(key, self._before[key], new) for key, new in sorted(self._writes.items())
-                             if self._before[key] != new]
+            before = self._before
+            self._changes = [(key, before[key], new) for key, new in self._writes.items()
+                             if before[key] != new]
         return self._changes
 
     def apply_to(self, commitment: StateCommitment) -> None:
@@ -210,11 +212,11 @@ class Overlay:
     def buckets(self, member_id: bytes) -> list[tuple[bytes, int]]:
         """(centre_id, points) of every non-empty bucket, ascending by centre id."""
         prefix = BUCKET + member_id
-        return [(key[len(prefix):], decode(value)) for key, value in self.scan(prefix)]
+        return [(key[BUCKET_PREFIX_BYTES:], decode_uint(value)) for key, value in self.scan(prefix)]
 
     def bucket(self, member_id: bytes, centre_id: bytes) -> int:
         raw = self.get(BUCKET + member_id + centre_id)
-        return 0 if raw is None else decode(raw)
+        return 0 if raw is None else decode_uint(raw)
 
     def set_bucket(self, member_id: bytes, centre_id: bytes, points: int) -> None:
         self.put(BUCKET + member_id + centre_id, encode(points) if points else None)
@@ -287,7 +289,7 @@ class MemoryState:
         return self.entries.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if len(prefix) == len(self._group(prefix + bytes(20))):
+        if len(prefix) == (BUCKET_PREFIX_BYTES if prefix[:1] == BUCKET else 1):   # a whole group
             keys: Iterable[bytes] = self._groups.get(prefix, ())
         else:
             keys = (k for k in self.entries if k.startswith(prefix))

@@ -212,7 +212,7 @@ class Store:
         txn.put(u64(header.height), executed.block.encode(), db=db["blocks"])
         if certificate is not None:
             txn.put(u64(header.height), certificate, db=db["certs"])
-        for key, _, new in executed.state.changes():
+        for key, _, new in sorted(executed.state.changes()):   # key order: fewer pages touched
             if new is None:
                 txn.delete(key, db=db["state"])
             else:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.encoding import UINT64_MAX, DecodeError, decode, encode
+from ledger.encoding import UINT64_MAX, DecodeError, decode, decode_uint, encode
 from ledger.limits import MAX_NESTING
 
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True)
@@ -287,3 +287,24 @@ def test_encode_refuses_values_outside_the_canonical_form(value):
 def test_encode_matches_msgpack_shortest_form():
     value = [UINT64_MAX, "가" * 40, b"\x01" * 70000, [True, None, []]]
     assert encode(value) == msgpack.packb(value, use_bin_type=True)
+
+
+def _uint_verdict(decoder, data: bytes):
+    try:
+        value = decoder(data)
+    except DecodeError:
+        return "refused"
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else "refused"
+
+
+@PROPERTY
+@given(st.one_of(st.integers(0, UINT64_MAX).map(encode),
+                 st.binary(max_size=10),
+                 st.sampled_from([b"", b"\xcc\x7f", b"\xcd\x00\xff", b"\xce\x00\x00\xff\xff",
+                                  b"\xcf" + bytes(4) + b"\xff" * 4, b"\xcc\x80\x00", b"\xc0", b"\xc3",
+                                  b"\xa1a", b"\x91\x01", b"\xd0\x01"])))
+@example(b"\x7f")
+@example(b"\xcf\xff\xff\xff\xff\xff\xff\xff\xff")
+def test_decode_uint_gives_the_general_decoders_verdict_on_any_bytes(data):
+    """The state's fast path for points must accept exactly the canonical unsigned integers."""
+    assert _uint_verdict(decode_uint, data) == _uint_verdict(decode, data)
