@@ -40,6 +40,7 @@ from ledger.certificate import Certificate, endorse  # noqa: E402
 from ledger.export import create_export  # noqa: E402
 from ledger.genesis import build_genesis  # noqa: E402
 from ledger.keys import SigningKey  # noqa: E402
+from ledger.parallel import default_workers  # noqa: E402
 from ledger.state import MemoryState  # noqa: E402
 from ledger.tx import Deposit, DepositKind, Redeem, RegisterMember, decode_tx, make_tx  # noqa: E402
 from ledger.verify import Prechecked, verify_chain  # noqa: E402
@@ -224,7 +225,8 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=100_000)
     parser.add_argument("--block-size", type=int, default=1000)
     parser.add_argument("--members", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=None, help="default: all cores")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pool processes besides the main one (default: the command's, cores - 1)")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/nanum-bench-cache"))
     parser.add_argument("--sequential", action="store_true", help="also time --workers 0")
     parser.add_argument("--ceiling", action="store_true", help="also time the in-order replay alone")
@@ -232,7 +234,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"machine:    {machine()}")
     print(f"parameters: txs={args.txs} block_size={args.block_size} members={args.members} "
-          f"workers={args.workers or cores} (3 node signatures per certificate)")
+          f"workers={default_workers() if args.workers is None else args.workers} in a pool + the main "
+          f"process (3 node signatures per certificate)")
     path, meta = cached_export(args.cache_dir, args.txs, args.block_size, args.members)
     signatures = meta["signatures"]
     print(f"[export] {path.stat().st_size / 2**20:,.1f} MiB, {meta['height']} blocks, "

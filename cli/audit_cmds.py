@@ -199,7 +199,8 @@ def _open_export(client: LedgerClient, anchor: Anchor, out: Path):
               help="Your genesis block, the trust anchor (needed with --export; default with "
                    "--client: the client config's).")
 @click.option("--workers", type=click.IntRange(0, MAX_WORKERS), default=None,
-              help="Processes for the signature checks (default: one per core; 0: none).")
+              help="Extra processes for the signature checks, besides this one, which checks too "
+                   "while it waits (default: one per core but one; 0: this process only).")
 @json_option
 def audit_verify(export_file: Path | None, client_file: Path | None, genesis_file: Path | None,
                  workers: int | None, as_json: bool) -> None:

@@ -1,19 +1,21 @@
-"""Verifying a chain on every core: the static checks in a process pool, the rules in order.
+"""Verifying a chain on every core: the static checks in a process pool and in this process,
+the rules in order in this process.
 
 Owns splitting a stream of blocks into bounded chunks, running the static checks of each chunk
 in a ``multiprocessing`` pool — canonical decoding, chain id and every signature of every
 transaction (``tx.signatures_hold``, with ``check_tx`` for the verdict where that fails), and
-every certificate signature over its block's checkpoint — and handing the results, in chain
-order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. The main process then replays
-the rules with a check that only decodes (the schema) transactions already verified, and the
-certificate check that depends on state (the node set in force) with the signatures already
-verified.
+every certificate signature over its block's checkpoint — while this process, whenever the
+oldest chunk's results are not back, checks the next blocks itself, one at a time; and handing
+the results, in chain order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. This
+process then replays the rules with a check that only decodes (the schema) transactions already
+verified, and the certificate check that depends on state (the node set in force) with the
+signatures already verified.
 
-The answer is the sequential verifier's: a static failure found by a worker is raised when the
-replay reaches that block and entry, so the first problem reported is at the same place (lowest
-height, then lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS``
-blocks or ``MAX_CHUNK_BYTES`` bytes (one block may be bigger), and at most
-``IN_FLIGHT_PER_WORKER`` chunks per worker are read ahead.
+The answer is the sequential verifier's: a static failure is raised when the replay reaches
+that block and entry, so the first problem reported is at the same place (lowest height, then
+lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS`` blocks or
+``MAX_CHUNK_BYTES`` bytes (one block may be bigger), at most ``IN_FLIGHT_PER_WORKER`` chunks per
+pool process are read ahead, and at most ``MAX_CHUNK_BLOCKS`` blocks checked here wait.
 """
 
 from __future__ import annotations
@@ -43,16 +45,20 @@ StaticResult = tuple[bool, "tuple[bytes, int, str, str] | None", "bytes | None",
 
 
 def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    """One pool process per core but one: the main process replays the rules and, while the
+    oldest results are not back, checks blocks itself, so every core is busy and none is
+    shared by two busy processes (a third process on two cores cost ~7% more CPU in all)."""
+    return max(0, min((os.cpu_count() or 1) - 1, MAX_WORKERS))
 
 
 def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: int | None = None,
                           require_certificates: bool = False,
                           on_block: Callable[[bytes], None] | None = None,
                           start_method: str = "spawn") -> Report:
-    """``verify_chain`` with the static checks spread over ``workers`` processes (default: one
-    per core; 0 verifies in this process only). Same report, same first problem. ``blocks``
-    yields (block, certificate or None) pairs; it may raise BlockError where it breaks.
+    """``verify_chain`` with the static checks spread over ``workers`` pool processes (default:
+    ``default_workers()``) and this one; 0 verifies in this process only. Same report, same
+    first problem. ``blocks`` yields (block, certificate or None) pairs; it may raise BlockError
+    where it breaks.
 
     ``start_method="fork"`` saves each worker from importing everything again (about 0.6 CPU-s
     each); only a caller that has started no threads may ask for it — a gRPC channel has
@@ -63,7 +69,7 @@ def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: i
         return verify_chain(genesis_raw, _watched(blocks, on_block), require_certificates)
     context = multiprocessing.get_context(start_method)
     with context.Pool(min(workers, MAX_WORKERS), initializer=_init_worker, initargs=(chain_id,)) as pool:
-        items = prechecked(pool, blocks, workers * IN_FLIGHT_PER_WORKER)
+        items = prechecked(pool, blocks, workers * IN_FLIGHT_PER_WORKER, chain_id)
         return verify_chain(genesis_raw, _watched(items, on_block), require_certificates)
 
 
@@ -81,54 +87,82 @@ def _watched(items: Iterable, on_block: Callable[[bytes], None] | None) -> Itera
             on_block(item.block if isinstance(item, Prechecked) else item[0])
 
 
-def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int) -> Iterator[Prechecked]:
-    """Prechecked blocks in order, their static checks run in ``pool``; at most
-    ``max_in_flight`` chunks are submitted and not yet consumed. An exception raised by
+class _Source:
+    """The blocks, read in order, in pool-sized chunks or one at a time. A failure of the
+    underlying iterable is kept and raised by ``prechecked`` after every block read before it."""
+
+    def __init__(self, blocks: Iterable[Pair]) -> None:
+        self._blocks = iter(blocks)
+        self.failure: BaseException | None = None
+        self.done = False
+
+    def next_block(self) -> Pair | None:
+        if self.done:
+            return None
+        try:
+            return next(self._blocks)
+        except StopIteration:
+            self.done = True
+        except Exception as exc:       # the source broke here: after what came before
+            self.failure, self.done = exc, True
+        return None
+
+    def next_chunk(self) -> list[Pair]:
+        """Up to MAX_CHUNK_BLOCKS blocks or MAX_CHUNK_BYTES bytes (one block may be bigger)."""
+        chunk: list[Pair] = []
+        size = 0
+        while len(chunk) < MAX_CHUNK_BLOCKS and size < MAX_CHUNK_BYTES:
+            pair = self.next_block()
+            if pair is None:
+                break
+            chunk.append(pair)
+            size += len(pair[0]) + len(pair[1] or b"")
+        return chunk
+
+
+def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes) -> Iterator[Prechecked]:
+    """Prechecked blocks in order, their static checks run in ``pool`` and, while the oldest
+    chunk's results are not back, by this process one block at a time (so it never holds up
+    its own replay for long). At most ``max_in_flight`` chunks are in the pool and at most
+    MAX_CHUNK_BLOCKS blocks checked here wait for their turn. An exception raised by
     ``blocks`` is raised after every block before it has been yielded."""
-    pending: deque = deque()
-    failure: BaseException | None = None
-    chunks = _chunks(blocks)
+    source = _Source(blocks)
+    pending: deque = deque()        # [chunk, AsyncResult] from the pool, or [pairs, statics] checked here
+    in_pool = checked_here = 0
     while True:
-        while failure is None and len(pending) < max_in_flight:
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                break
-            except Exception as exc:       # the source broke here: after what came before
-                failure = exc
-                break
-            pending.append((chunk, pool.apply_async(_check_chunk, (chunk,))))
+        while in_pool < max_in_flight and (chunk := source.next_chunk()):
+            pending.append([chunk, pool.apply_async(_check_chunk, (chunk,))])
+            in_pool += 1
         if not pending:
             break
-        chunk, result = pending.popleft()
-        for (raw, certificate), static in zip(chunk, result.get()):
-            yield _prechecked(raw, certificate, static)
-    if failure is not None:
-        raise failure
+        chunk, result = pending[0]
+        if isinstance(result, list) or result.ready():
+            pending.popleft()
+            if isinstance(result, list):
+                checked_here -= len(chunk)
+                statics = result
+            else:
+                in_pool -= 1
+                statics = result.get()
+            for (raw, certificate), static in zip(chunk, statics):
+                yield _prechecked(raw, certificate, static)
+        elif checked_here < MAX_CHUNK_BLOCKS and (pair := source.next_block()) is not None:
+            _check_here(pending, pair, chain_id)
+            checked_here += 1
+        else:
+            result.wait()
+    if source.failure is not None:
+        raise source.failure
 
 
-def _chunks(blocks: Iterable[Pair]) -> Iterator[list[Pair]]:
-    """Bounded chunks of ``blocks``; if the source raises, the blocks read before it are
-    yielded first, then the exception is raised."""
-    chunk: list[Pair] = []
-    size = 0
-    source = iter(blocks)
-    while True:
-        try:
-            raw, certificate = next(source)
-        except StopIteration:
-            break
-        except Exception:
-            if chunk:
-                yield chunk
-            raise
-        chunk.append((raw, certificate))
-        size += len(raw) + len(certificate or b"")
-        if len(chunk) >= MAX_CHUNK_BLOCKS or size >= MAX_CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
+def _check_here(pending: deque, pair: Pair, chain_id: bytes) -> None:
+    """Checks one block in this process and queues it behind everything read before it."""
+    static = check_block_statically(pair[0], pair[1], chain_id)
+    if pending and isinstance(pending[-1][1], list):
+        pending[-1][0].append(pair)
+        pending[-1][1].append(static)
+    else:
+        pending.append([[pair], [static]])
 
 
 def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult) -> Prechecked:

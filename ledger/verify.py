@@ -18,9 +18,11 @@ checks a signed checkpoint note against the node keys an auditor trusts.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 from ledger import keys
 from ledger.block import (
@@ -102,7 +104,7 @@ class Report:
 class Prechecked:
     """A block (and its certificate) whose static checks were done elsewhere, with their results.
 
-    ``txs_ok``: every entry decoded, and its transaction is canonical, for this chain, and every
+    ``txs_ok``: the block decoded canonically, every entry decoded, and its transaction is canonical, for this chain, and every
     signature in it verifies (``tx.signatures_hold``): it passes ``check_tx`` exactly when its
     schema decodes, which the replay checks. ``failure``: the raw
     bytes and rejection of the first entry that failed it (None if none failed, or if an entry
@@ -134,6 +136,30 @@ def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certi
 
 def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput],
             require_certificates: bool = False) -> tuple[Report, MemoryState]:
+    with _collector_paused():
+        return _replay_all(genesis_raw, blocks, require_certificates)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector for a replay, and restores it after.
+
+    The replay keeps millions of long-lived objects (the state, every transaction record), and
+    each full collection walks all of them: 15% of a 100,000-transaction replay, 20% of
+    300,000, growing with the chain. The replay makes next to no reference cycles (445 objects
+    found over 100,000 transactions); memory freed by reference counting is unaffected, and
+    any cycle left is collected once the collector runs again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _replay_all(genesis_raw: bytes, blocks: Iterable[BlockInput],
+                require_certificates: bool) -> tuple[Report, MemoryState]:
     report = Report()
     state = MemoryState()
     try:
@@ -265,7 +291,7 @@ def _check_certificate(head: ChainHead, raw: bytes | None, node_set: frozenset[b
 def _verify_next(head: ChainHead, raw: bytes, state: MemoryState, expected: int, check=check_tx,
                  entries_prechecked: bool = False) -> ChainHead:
     try:
-        block = decode_block(raw)
+        block = decode_block(raw, prechecked=entries_prechecked)
     except DecodeError as exc:
         raise BlockError(expected, None, exc.field or "block", str(exc)) from None
     executed = replay_block(head, block, state, check, index_history=False, entries_prechecked=entries_prechecked)

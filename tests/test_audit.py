@@ -30,7 +30,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import main
-from ledger.block import Block, decode_block
+from ledger.block import Block, BlockError, decode_block
 from ledger.certificate import Certificate, endorse
 from ledger.checkpoint import CheckpointBody, parse_note, signed_note
 from ledger.codes import Code
@@ -359,6 +359,78 @@ def graceful_stop(cluster: LocalCluster, index: int) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+class _SlowPool:
+    """A pool whose chunk results are computed by the real static check, but reported ready
+    only after ``delay`` polls: the main process then checks blocks itself meanwhile. Used to
+    put every split of the work between the pool and the main process under test; a real
+    pool's timing decides the split by chance."""
+
+    def __init__(self, chain_id: bytes, delay: int) -> None:
+        self.chain_id, self.delay, self.checked_here = chain_id, delay, 0
+
+    def apply_async(self, function, args):
+        from ledger import parallel
+        parallel._init_worker(self.chain_id)
+        return _SlowResult(function(*args), self.delay)
+
+
+class _SlowResult:
+    def __init__(self, value, delay: int) -> None:
+        self.value, self.polls_left = value, delay
+
+    def ready(self) -> bool:
+        self.polls_left -= 1
+        return self.polls_left < 0
+
+    def wait(self) -> None:
+        self.polls_left = -1
+
+    def get(self):
+        return self.value
+
+
+@pytest.mark.parametrize("delay", [0, 1, 3, 1000])
+def test_blocks_checked_by_the_main_process_meanwhile_verify_in_order(chain, delay):
+    """Whatever share of the blocks the main process checks while it waits for the pool (none,
+    some, or as many as it may hold), the report is the sequential one: same totals on a good
+    chain, same first problem on a bad one, and a source that breaks is reported after the
+    blocks before it."""
+    from ledger import parallel
+    items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    bad = list(items)
+    height, index = chain.where("refund_r2")
+    tx = chain.txs["refund_r2"]
+    raw = chain.block(height)
+    bad[height - 1] = (flip(raw, raw.index(tx.raw) + tx.raw.index(tx.signature) + 3), bad[height - 1][1])
+
+    def broken():
+        yield from items[:3]
+        raise BlockError(4, None, "export", "the file ends inside a record")
+
+    old = parallel.MAX_CHUNK_BLOCKS
+    parallel.MAX_CHUNK_BLOCKS = 2
+    try:
+        for source, sequential_source in ((items, items), (bad, bad), (broken, broken)):
+            pool = _SlowPool(chain.consortium.chain_id, delay)
+            found = verify_chain(chain.genesis, parallel.prechecked(
+                pool, source() if callable(source) else iter(source), 2, chain.consortium.chain_id),
+                require_certificates=True)
+            expected = verify_chain(chain.genesis, sequential_source() if callable(sequential_source)
+                                    else sequential_source, require_certificates=True)
+            assert (found.ok, found.problem, found.blocks, found.transactions, found.centres) == \
+                (expected.ok, expected.problem, expected.blocks, expected.transactions, expected.centres)
+    finally:
+        parallel.MAX_CHUNK_BLOCKS = old
+
+
+def test_one_pool_worker_and_the_main_process_verify_like_the_sequential_verifier(chain):
+    items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    report = verify_chain_parallel(chain.genesis, iter(items), 1, require_certificates=True)
+    expected = verify_chain(chain.genesis, items, require_certificates=True)
+    assert report.ok and (report.blocks, report.transactions, report.centres) == \
+        (expected.blocks, expected.transactions, expected.centres)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ sequence being verified, whatever a tampered header claims.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import random
 import shutil
@@ -194,6 +195,21 @@ def test_a_prefix_of_the_chain_verifies(chain):
     assert report.ok and report.blocks == 4 and report.transactions == 9
     report = verify_chain(chain.genesis, [])
     assert report.ok and report.blocks == 1 and report.members == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_the_caller_had_it(chain, enabled):
+    """The replay pauses the cyclic collector (a speed measure); a good or a failing replay
+    must give it back in the state it found it."""
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        assert verify_chain(chain.genesis, chain.blocks).ok
+        assert gc.isenabled() is enabled
+        assert not verify_chain(chain.genesis, [chain.blocks[1]]).ok
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 def test_centre_totals_balance_only_when_conserved():
