@@ -279,17 +279,22 @@ class MemoryState:
     def __init__(self) -> None:
         self.entries: dict[bytes, bytes] = {}
         self.records: dict[bytes, TxRecord] = {}
-        self._groups: dict[bytes, set[bytes]] = {}
+        self._groups: dict[bytes, set[bytes]] = {}    # scanned prefix -> its keys
 
     @staticmethod
-    def _group(key: bytes) -> bytes:
-        return key[:1] if key[:1] != BUCKET else key[:BUCKET_PREFIX_BYTES]
+    def _group(key: bytes) -> bytes | None:
+        """The scanned prefix ``key`` belongs to; None for tables the rules never scan (most
+        writes: deposits, redemptions, vouchers), which are then not indexed at all."""
+        table = key[:1]
+        if table == BUCKET:
+            return key[:BUCKET_PREFIX_BYTES]
+        return table if table == PARTY else None
 
     def get(self, key: bytes) -> bytes | None:
         return self.entries.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if len(prefix) == (BUCKET_PREFIX_BYTES if prefix[:1] == BUCKET else 1):   # a whole group
+        if len(prefix) in (1, BUCKET_PREFIX_BYTES) and self._group(prefix + bytes(BUCKET_PREFIX_BYTES)) == prefix:
             keys: Iterable[bytes] = self._groups.get(prefix, ())
         else:
             keys = (k for k in self.entries if k.startswith(prefix))
@@ -300,12 +305,15 @@ class MemoryState:
         return self.records.get(tx_id)
 
     def absorb(self, overlay: Overlay) -> None:
+        entries, groups = self.entries, self._groups
         for key, _, new in overlay.changes():
-            group = self._groups.setdefault(self._group(key), set())
+            prefix = self._group(key)
             if new is None:
-                self.entries.pop(key, None)
-                group.discard(key)
+                entries.pop(key, None)
+                if prefix is not None:
+                    groups.get(prefix, set()).discard(key)
             else:
-                self.entries[key] = new
-                group.add(key)
+                entries[key] = new
+                if prefix is not None:
+                    groups.setdefault(prefix, set()).add(key)
         self.records.update(overlay.tx_records())
