@@ -94,7 +94,7 @@ class NodeConfig:
     election_ticks: int = 10
     heartbeat_ticks: int = 1
     max_batch_txs: int = 512
-    max_batch_wait_ms: int = 5
+    max_batch_wait_ms: int = 0      # 0: on the next pass of the event loop
     max_pending_submissions: int = 10_000
     max_message_bytes: int = 8 * 1024 * 1024
     submit_timeout_ms: int = 10_000
@@ -147,7 +147,7 @@ NODE_SETTINGS: tuple[_Setting, ...] = (
     _int("election_ticks", 10, 2, 10_000),
     _int("heartbeat_ticks", 1, 1, 1_000),
     _int("max_batch_txs", 512, 1, MAX_TXS_PER_BLOCK),
-    _int("max_batch_wait_ms", 5, 0, 10_000),
+    _int("max_batch_wait_ms", 0, 0, 10_000),
     _int("max_pending_submissions", 10_000, 1, 1_000_000),
     _int("max_message_bytes", 8 * 1024 * 1024, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     _int("submit_timeout_ms", 10_000, 1, 3_600_000),

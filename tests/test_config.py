@@ -82,7 +82,7 @@ def test_a_file_loads_with_defaults_and_paths_from_its_folder(folder):
     assert config.peers == (Peer(PEER_A, "node-1", "127.0.0.1:7401"),
                             Peer(PEER_B, "node-2", "[::1]:7402"))
     assert (config.tick_ms, config.election_ticks, config.heartbeat_ticks) == (50, 10, 1)
-    assert (config.max_batch_txs, config.max_batch_wait_ms) == (512, 5)
+    assert (config.max_batch_txs, config.max_batch_wait_ms) == (512, 0)
     assert config.max_pending_submissions == 10_000
     assert config.max_message_bytes == 8 * 1024 * 1024
     assert (config.submit_timeout_ms, config.map_size_bytes) == (10_000, 1 << 30)
