@@ -259,6 +259,47 @@ def replicating_leader(**options: object) -> Solo:
     return solo
 
 
+def test_a_new_commit_index_is_announced_to_followers_with_nothing_more_to_receive() -> None:
+    """Followers learn the commit at once (and apply the block off the path of the next
+    entry's acknowledgement), each at its own match index, so none commits past its log."""
+    solo = replicating_leader()
+    solo.raft.propose(b"x")
+    solo.flush()
+    sent = solo.step(ack("n2", "n1", 1, match_index=2))
+    assert solo.raft.commit_index == 2
+    assert of_type(sent, AppendEntries, "n2") == [AppendEntries("n1", "n2", 1, 2, 1, (), 2)]
+    assert of_type(sent, AppendEntries, "n3") == [AppendEntries("n1", "n3", 1, 1, 1, (), 2)]
+    assert solo.step(ack("n3", "n1", 1, match_index=2)) == []      # nothing new to commit: silence
+
+
+def test_no_announcement_when_the_commit_index_does_not_move() -> None:
+    solo = replicating_leader()
+    solo.raft.propose(b"x")
+    solo.raft.propose(b"y")
+    solo.flush()
+    solo.step(ack("n2", "n1", 1, match_index=3))
+    assert of_type(solo.step(ack("n3", "n1", 1, match_index=2)), AppendEntries) == []
+
+
+def test_a_commit_index_change_alone_is_not_a_synced_write_but_term_and_vote_are() -> None:
+    solo = replicating_leader()
+    solo.raft.propose(b"x")
+    solo.flush()
+    solo.raft.step(ack("n2", "n1", 1, match_index=2))
+    ready = solo.raft.ready()
+    assert ready is not None and ready.hard_state is None and [e.index for e in ready.committed] == [2]
+    solo.raft.advance(ready)
+    solo.raft.propose(b"y")                       # entries to persist: the commit rides along
+    ready = solo.raft.ready()
+    assert ready is not None and ready.entries and ready.hard_state is not None
+    assert ready.hard_state.commit == 2
+    solo.raft.advance(ready)
+    follower = Solo("n2", term=1)
+    follower.raft.step(VoteRequest("n3", "n2", 2, 0, 0, pre_vote=False))
+    ready = follower.raft.ready()
+    assert ready is not None and ready.hard_state is not None and ready.hard_state.term == 2
+
+
 def test_in_flight_appends_per_follower_are_bounded() -> None:
     solo = replicating_leader(max_inflight_appends=2, max_append_entries=1)
     for n in range(5):
@@ -424,7 +465,9 @@ def test_a_follower_fetches_history_out_of_band_then_resumes_after_it() -> None:
     solo.raft.restore(7, 2)
     sent = solo.flush()
     assert sent == [AppendResponse("n3", "n1", 2, success=True, match_index=7)]
-    assert solo.raft.commit_index == 7 and solo.storage.hard_state().commit == 7
+    # The commit index alone is not persisted (a synced write for nothing): a restart takes it
+    # from the restored marker, which the store installed durably.
+    assert solo.raft.commit_index == 7 and solo.storage.first_index() - 1 == 7
     [answer] = solo.step(AppendEntries("n1", "n3", 2, 7, 2, (), 7))
     assert answer.success
 

@@ -195,9 +195,10 @@ class RaftNode:
                 self._replicate_to(peer)
         hard_state = HardState(self._term, self._vote, self._log.committed)
         soft_state = SoftState(self._role, self._leader)
+        entries = self._log.unstable_entries()
         ready = Ready(
-            hard_state=hard_state if hard_state != self._persisted else None,
-            entries=self._log.unstable_entries(),
+            hard_state=hard_state if self._must_persist(hard_state, entries) else None,
+            entries=entries,
             messages=tuple(self._outbox[: self._config.max_ready_messages]),
             committed=self._log.next_committed(self._config.max_ready_committed),
             soft_state=soft_state if soft_state != self._reported else None,
@@ -210,6 +211,16 @@ class RaftNode:
         self._catch_up = None
         self._outstanding = ready
         return ready
+
+    def _must_persist(self, hard_state: HardState, entries) -> bool:
+        """Term and vote are persisted whenever they change (one vote per term depends on it).
+        The commit index alone is not worth a synced write: after a restart the log takes
+        max(persisted commit, applied), and the leader re-announces the rest. It rides along
+        whenever entries or a term/vote change are persisted anyway."""
+        persisted = self._persisted
+        if (hard_state.term, hard_state.vote) != (persisted.term, persisted.vote):
+            return True
+        return bool(entries) and hard_state.commit != persisted.commit
 
     def advance(self, ready: Ready) -> None:
         """`ready` was fully processed: state persisted, messages sent,
@@ -475,13 +486,16 @@ class RaftNode:
         progress.recent_active = True
         if response.success:
             if progress.acknowledged(response.match_index):
-                self._maybe_commit()
+                committed = self._maybe_commit()
                 self._maybe_send_timeout_now(response.sender)
                 self._replicate_to(response.sender)
+                if committed:
+                    self._announce_commit()
         elif progress.rejected(response.rejected_index, response.reject_hint):
             self._replicate_to(response.sender)
 
-    def _maybe_commit(self) -> None:
+    def _maybe_commit(self) -> bool:
+        """Advances the commit index as far as a quorum has replicated; True if it moved."""
         matches = [
             self._log.last_index() if voter == self._config.node_id else self._progress[voter].match
             for voter in self._config.voters
@@ -490,6 +504,24 @@ class RaftNode:
         # Figure 8: only an entry of our own term is committed by counting replicas.
         if index > self._log.committed and self._log.term(index) == self._term:
             self._log.commit_to(index)
+            return True
+        return False
+
+    def _announce_commit(self) -> None:
+        """Tells each replicating follower with nothing more to receive now the new commit
+        index at once, as a heartbeat does (an empty append at its match index), instead of
+        with the next entries or heartbeat. Otherwise a follower applies a block only when the
+        next entry arrives, in the same Ready, and its acknowledgement of that entry waits
+        behind the block's synced write: 2.7-3 ms of every sequential commit (W1 trace)."""
+        last_index = self._log.last_index()
+        for peer in self._config.peers:
+            progress = self._progress[peer]
+            if progress.state is not ReplicationState.REPLICATE or progress.next <= last_index:
+                continue                    # a probe/catch-up, or entries (with the commit) follow
+            match_term = self._log.term(progress.match)
+            if match_term is not None:
+                self._send(AppendEntries(self.node_id, peer, self._term, progress.match, match_term, (),
+                                         self._log.committed))
 
     def _maybe_send_timeout_now(self, peer: str) -> None:
         if peer == self._transfer_target and self._progress[peer].match == self._log.last_index():
