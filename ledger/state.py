@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Protocol
 
 from ledger.commitment import StateCommitment
-from ledger.encoding import decode, decode_uint, encode
+from ledger.encoding import decode, decode_uint, encode, expect_array, expect_uint
 from ledger.tx import Role
 
 PARTY = b"\x01"
@@ -51,13 +51,20 @@ class TxRecord:
     body_hash: bytes
     code: int
 
-    def to_bytes(self) -> bytes:
-        return encode([self.height, self.index, self.leaf_index, self.body_hash, self.code])
+    @property
+    def location(self) -> tuple[int, int, int, int]:
+        """(height, index, leaf_index, code): what a node's store keeps. The body hash is
+        derived from the transaction at that place, so it is not stored a second time."""
+        return self.height, self.index, self.leaf_index, self.code
 
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "TxRecord":
-        height, index, leaf_index, body_hash, code = decode(data)
-        return cls(height, index, leaf_index, body_hash, code)
+    def stored_bytes(self) -> bytes:
+        return encode(list(self.location))
+
+    @staticmethod
+    def location_of(data: bytes) -> tuple[int, int, int, int]:
+        """The location in ``stored_bytes``; DecodeError if they are not one."""
+        fields = expect_array(decode(data), 4, "txs")
+        return tuple(expect_uint(value, f"txs[{i}]") for i, value in enumerate(fields))  # type: ignore[return-value]
 
 
 class StateReader(Protocol):

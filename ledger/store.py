@@ -10,7 +10,8 @@ Named databases (keys big-endian so LMDB's order is numeric order):
     meta      b"chain_id", b"head" (encoded header), b"state_vector" (2048 bytes)
     blocks    height:u64                      -> encoded block
     certs     height:u64                      -> encoded certificate (written by consensus)
-    txs       tx_id:16                        -> TxRecord
+    txs       tx_id:16                        -> [height, index, leaf_index, code] (the body hash
+                                                 is read from the transaction at that place)
     state     state key                       -> state value          (see ledger.state)
     leaves    index:u64                       -> 32-byte Merkle leaf hash (appended in order)
     merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only, and
@@ -35,17 +36,18 @@ from typing import Iterator
 
 import lmdb
 
-from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block
+from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block, decode_entry
 from ledger.commitment import StateCommitment
 from ledger.encoding import decode, encode
 from ledger.merkle import Frontier, node_hash
 from ledger.state import TxRecord
+from ledger.tx import decode_tx
 
 DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
 MAX_DBS = 12      # the ledger's 8, plus room for the consensus log kept in the same environment
 MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
-LAYOUT_VERSION = b"2"   # meta "layout": 2 = leaves apart, sparse interior levels
+LAYOUT_VERSION = b"3"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash in txs
 _U64 = struct.Struct(">Q")
 
 
@@ -218,7 +220,7 @@ class Store:
             else:
                 txn.put(key, new, db=db["state"])
         for tx_id, record in executed.state.tx_records().items():
-            txn.put(tx_id, record.to_bytes(), db=db["txs"])
+            txn.put(tx_id, record.stored_bytes(), db=db["txs"])
         for level, index, node in executed.merkle_nodes:
             if level == 0:
                 if not txn.put(u64(index), node, db=db["leaves"], append=True):
@@ -269,8 +271,21 @@ class StoreReader:
             yield key, value
 
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
+        """The record of a stored transaction, its body hash taken from the transaction itself
+        (a block read: records are looked up for duplicates and reads, not per transaction)."""
         raw = self._txn.get(tx_id, db=self._db["txs"])
-        return None if raw is None else TxRecord.from_bytes(raw)
+        if raw is None:
+            return None
+        height, index, leaf_index, code = TxRecord.location_of(raw)
+        block = self.decoded_block(height)
+        if block is None or index >= len(block.entries):
+            raise StoreError(f"the transaction index points at block {height}, entry {index}, which is not "
+                             "stored; run `nanum node check --full`")
+        tx = decode_tx(decode_entry(block.entries[index])[0])
+        if tx.tx_id != tx_id:
+            raise StoreError(f"the transaction index points at block {height}, entry {index}, which holds "
+                             "another transaction; run `nanum node check --full`")
+        return TxRecord(height, index, leaf_index, tx.body_hash(), code)
 
     def merkle_node(self, level: int, index: int) -> bytes:
         """The hash of the perfect subtree (level, index); KeyError if it is not in the store."""
@@ -315,9 +330,10 @@ class StoreReader:
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._txn.cursor(db=self._db["state"]))
 
-    def tx_records(self) -> Iterator[tuple[bytes, TxRecord]]:
+    def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int, int, int]]]:
+        """Every (tx_id, TxRecord.location) of the transaction index."""
         for tx_id, raw in self._txn.cursor(db=self._db["txs"]):
-            yield tx_id, TxRecord.from_bytes(raw)
+            yield tx_id, TxRecord.location_of(raw)
 
     def state_vector(self) -> bytes | None:
         return self._txn.get(b"state_vector", db=self._db["meta"])

@@ -216,9 +216,10 @@ def _compare_store(report: Report, r: StoreReader, state: MemoryState, head: Cha
             report.fail(Problem(height, None, f"state[{_TABLES.get(key[:1], '?')}:{key[1:].hex()}]",
                                 "the stored value differs from the value the blocks produce"))
             return
-    records = dict(r.tx_records())
-    for tx_id in sorted(set(records) | set(state.records)):
-        if records.get(tx_id) != state.records.get(tx_id):
+    records = dict(r.tx_locations())
+    replayed = {tx_id: record.location for tx_id, record in state.records.items()}
+    for tx_id in sorted(set(records) | set(replayed)):
+        if records.get(tx_id) != replayed.get(tx_id):
             report.fail(Problem(height, None, f"txs[{tx_id.hex()}]",
                                 "the stored transaction record differs from the blocks"))
             return

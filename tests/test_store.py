@@ -23,7 +23,9 @@ from ledger import merkle
 from ledger.block import decode_block, decode_genesis_block
 from ledger.ledger import Ledger
 from ledger.merkle import leaf_hash
-from ledger.state import MemoryState
+from ledger.codes import Code
+from ledger.encoding import encode
+from ledger.state import MemoryState, TxRecord
 from ledger.store import Store, StoreError, StoreFull
 from ledger.verify import verify_store
 from tests import store_writer
@@ -424,3 +426,37 @@ def test_a_store_with_another_layout_is_refused_with_what_to_do(tmp_path):
     ledger.close()
     with pytest.raises(StoreError, match="another on-disk layout.*re-sync the node from its peers"):
         Ledger.open(tmp_path / "store")
+
+
+# --- the transaction index keeps locations; body hashes come from the blocks -----------------
+
+
+def test_a_resubmission_found_in_the_store_is_told_apart_by_its_body(tmp_path):
+    """A transaction id recorded in an earlier, stored block: the same body is EXISTS, other
+    fields are EXISTS_WITH_DIFFERENT_FIELDS, also after reopening (the body hash is read from
+    the stored transaction, not from the index)."""
+    ledger, consortium, txs = small_chain(tmp_path / "store")
+    alice = consortium.member("alice")
+    original = txs[1][0]
+    with ledger.store.env.begin() as txn:
+        stored = txn.get(original.tx_id, db=ledger.store._db["txs"])
+    record = ledger.store.tx_record(original.tx_id)
+    assert TxRecord.location_of(stored) == record.location and record.body_hash == original.body_hash()
+    ledger.close()
+    ledger = Ledger.open(tmp_path / "store")
+    changed = consortium.deposit(alice, 101, tx_id=original.tx_id)
+    executed = ledger.build([original, changed], time_of(4))
+    assert executed.codes == [Code.EXISTS, Code.EXISTS_WITH_DIFFERENT_FIELDS]
+    ledger.close()
+
+
+def test_an_index_entry_pointing_at_the_wrong_place_is_a_store_error(tmp_path):
+    ledger, consortium, txs = small_chain(tmp_path / "store")
+    deposit, other = txs[1][0], txs[1][1]
+    other_place = ledger.store.tx_record(other.tx_id)
+    for location in ((99, 0, 0, 0), other_place.location, (1, 7, 0, 0)):
+        with ledger.store.env.begin(write=True) as txn:
+            txn.put(deposit.tx_id, encode(list(location)), db=ledger.store._db["txs"])
+        with pytest.raises(StoreError, match="node check --full"):
+            ledger.store.tx_record(deposit.tx_id)
+    ledger.close()

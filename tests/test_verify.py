@@ -544,7 +544,7 @@ def test_a_changed_transaction_record_is_found(store, chain):
     d1 = chain.txs["d1"].tx_id
     record = store.tx_record(d1)
     assert record.code == Code.OK
-    write(store, "txs", d1, dataclasses.replace(record, code=int(Code.UNKNOWN_MEMBER)).to_bytes())
+    write(store, "txs", d1, dataclasses.replace(record, code=int(Code.UNKNOWN_MEMBER)).stored_bytes())
     report = verify_store(store)
     assert_problem(report, 10, None, f"txs[{d1.hex()}]")
 
@@ -575,6 +575,6 @@ def test_a_stored_record_of_a_transaction_never_made_is_found(store, chain):
     ghost = b"\x42" * 16
     handle = store.env.open_db(b"txs")
     with store.env.begin(write=True) as txn:
-        txn.put(ghost, TxRecord(3, 0, 6, bytes(32), 0).to_bytes(), db=handle)
+        txn.put(ghost, TxRecord(3, 0, 6, bytes(32), 0).stored_bytes(), db=handle)
     report = verify_store(store)
     assert_problem(report, 10, None, f"txs[{ghost.hex()}]")
