@@ -8,7 +8,7 @@ crash at any point the store holds the whole block or none of it.
 Named databases (keys big-endian so LMDB's order is numeric order):
 
     meta      b"chain_id", b"head" (encoded header), b"state_vector" (2048 bytes)
-    blocks    height:u64                      -> encoded block
+    blocks    height:u64                      -> encoded block, zlib-compressed (level 1)
     certs     height:u64                      -> encoded certificate (written by consensus)
     txs       tx_id:16                        -> [height, index, leaf_index, code] (the body hash
                                                  is read from the transaction at that place)
@@ -17,6 +17,11 @@ Named databases (keys big-endian so LMDB's order is numeric order):
     merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only, and
                                                  only levels that are multiples of MERKLE_LEVEL_STEP)
     accounts  party_or_member_id:20 || leaf:u64 -> [height, index]   (history index)
+
+Blocks are compressed: chain ids, centre and partner keys and member ids repeat in every
+block, and zlib at level 1 stores a block of 1,000 transactions in 54% of its bytes for ~2 ms
+(decompressing takes ~0.6 ms). Reads decompress at most MAX_BLOCK_BYTES; stored bytes that do
+not decompress are a StoreError naming the height.
 
 Merkle nodes of the levels in between are recomputed from the stored level below them (at most
 2**(MERKLE_LEVEL_STEP - 1) hashes per node read). Storing every level cost two entries per leaf,
@@ -30,6 +35,7 @@ that ``StoreFull`` is raised and nothing of the block is written.
 from __future__ import annotations
 
 import struct
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -39,6 +45,7 @@ import lmdb
 from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block, decode_entry
 from ledger.commitment import StateCommitment
 from ledger.encoding import decode, encode
+from ledger.limits import MAX_BLOCK_BYTES
 from ledger.merkle import Frontier, node_hash
 from ledger.state import TxRecord
 from ledger.tx import decode_tx
@@ -47,7 +54,8 @@ DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
 MAX_DBS = 12      # the ledger's 8, plus room for the consensus log kept in the same environment
 MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
-LAYOUT_VERSION = b"3"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash in txs
+LAYOUT_VERSION = b"4"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
+                        # in txs; 4 = compressed blocks
 _U64 = struct.Struct(">Q")
 
 
@@ -211,7 +219,7 @@ class Store:
         header = executed.block.header
         self._check_extends(txn, header)
         db = self._db
-        txn.put(u64(header.height), executed.block.encode(), db=db["blocks"])
+        txn.put(u64(header.height), compress_block(executed.block.encode()), db=db["blocks"])
         if certificate is not None:
             txn.put(u64(header.height), certificate, db=db["certs"])
         for key, _, new in sorted(executed.state.changes()):   # key order: fewer pages touched
@@ -249,6 +257,28 @@ class Store:
         height = executed.block.header.height
         for party, leaf, index in executed.accounts:
             txn.put(party + u64(leaf), encode([height, index]), db=self._db["accounts"])
+
+
+BLOCK_COMPRESSION_LEVEL = 1      # zlib: level 6 saves 1% more for twice the time
+
+
+def compress_block(raw: bytes) -> bytes:
+    """The stored form of an encoded block."""
+    return zlib.compress(raw, BLOCK_COMPRESSION_LEVEL)
+
+
+def decompress_block(stored: bytes, height: int) -> bytes:
+    """The encoded block from its stored form; StoreError if the stored bytes are damaged or
+    would decompress to more than MAX_BLOCK_BYTES (nothing larger is ever stored)."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(stored, MAX_BLOCK_BYTES + 1)
+    except zlib.error as exc:
+        raise StoreError(f"the stored block {height} does not decompress ({exc})") from None
+    if len(raw) > MAX_BLOCK_BYTES or not inflater.eof or inflater.unused_data:
+        raise StoreError(f"the stored block {height} does not decompress to one block of at most "
+                         f"{MAX_BLOCK_BYTES} bytes")
+    return raw
 
 
 class StoreReader:
@@ -312,7 +342,10 @@ class StoreReader:
         return nodes
 
     def block(self, height: int) -> bytes | None:
-        return self._txn.get(u64(height), db=self._db["blocks"])
+        """The encoded block at ``height`` (None if not stored); StoreError if its stored bytes
+        do not decompress to at most MAX_BLOCK_BYTES."""
+        stored = self._txn.get(u64(height), db=self._db["blocks"])
+        return None if stored is None else decompress_block(stored, height)
 
     def decoded_block(self, height: int) -> Block | None:
         raw = self.block(height)

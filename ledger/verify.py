@@ -49,7 +49,7 @@ from ledger.state import (
     RedemptionRecord,
     StateReader,
 )
-from ledger.store import Store, StoreReader
+from ledger.store import Store, StoreError, StoreReader
 from ledger.tx import Rejected, Rejection, Role, Tx, check_tx, decode_or_reject
 
 
@@ -196,16 +196,28 @@ def verify_store(store: Store, certificates: bool = False) -> Report:
         head = r.head()
         if head is None:
             return Report().fail(Problem(0, None, "store", "the store holds no chain"))
-        genesis = r.block(0)
+        try:
+            genesis = r.block(0)
+        except StoreError as exc:
+            return Report().fail(Problem(0, None, "blocks", str(exc)))
         heights = range(1, head.header.height + 1)
         if certificates:
-            blocks = ((r.block(h) or b"", store.certificate(h)) for h in heights)
+            blocks = ((_stored_block(r, h), store.certificate(h)) for h in heights)
         else:
-            blocks = (r.block(h) or b"" for h in heights)
+            blocks = (_stored_block(r, h) for h in heights)
         report, state = _replay(genesis, blocks)
         if report.ok:
             _compare_store(report, r, state, head)
     return report
+
+
+def _stored_block(r: StoreReader, height: int) -> bytes:
+    """The stored block (b"" if missing: the replay reports it); one whose stored bytes are
+    damaged is the problem at its height."""
+    try:
+        return r.block(height) or b""
+    except StoreError as exc:
+        raise BlockError(height, None, "blocks", str(exc)) from None
 
 
 def _compare_store(report: Report, r: StoreReader, state: MemoryState, head: ChainHead) -> None:
@@ -365,7 +377,7 @@ def check_store(store: Store) -> Problem | None:
     try:
         with store.reader() as r:
             return _check_store(store, r)
-    except (DecodeError, KeyError, ValueError) as exc:
+    except (DecodeError, KeyError, ValueError, StoreError) as exc:
         return Problem(0, None, "store", f"unreadable: {type(exc).__name__}: {exc}")
 
 
@@ -415,7 +427,10 @@ def _check_recent_blocks(store: Store, r: StoreReader, head: Header) -> Problem 
     if r.block(head.height + 1) is not None:
         return Problem(head.height + 1, None, "blocks", "a block is stored beyond the head")
     for height in range(head.height, low - 1, -1):
-        raw = r.block(height)
+        try:
+            raw = r.block(height)
+        except StoreError as exc:
+            return Problem(height, None, "blocks", str(exc))
         if raw is None:
             return Problem(height, None, "blocks", "the block is missing")
         try:

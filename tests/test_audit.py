@@ -40,7 +40,7 @@ from ledger.genesis import build_genesis
 from ledger.keys import SigningKey, read_key_file
 from ledger.parallel import verify_chain_parallel
 from ledger.state import BUCKET
-from ledger.store import Store, u64
+from ledger.store import Store, compress_block, decompress_block, u64
 from ledger.tx import (
     Deposit,
     DepositKind,
@@ -749,8 +749,8 @@ def test_a_block_byte_changed_on_disk_is_named_and_the_node_refuses_to_start(sto
     entry = block.entries[0]
     tx_raw = decode(entry)[0]
     signature_at = tx_raw.index(decode(tx_raw)[6])
-    edit(store_path, "blocks", u64(height),
-         lambda old: flip(old, old.index(tx_raw) + signature_at + 11))
+    edit(store_path, "blocks", u64(height),       # as someone who can decompress would edit it
+         lambda old: compress_block(flip(raw := decompress_block(old, height), raw.index(tx_raw) + signature_at + 11)))
     quick = node_check(config, code=5)
     assert (quick["problem"]["height"], quick["problem"]["index"], quick["problem"]["field"]) == (height, 0, "entry")
     full = node_check(config, "--full", code=5)

@@ -28,6 +28,7 @@ import gc
 import os
 import random
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,10 @@ from ledger.genesis import build_genesis
 from ledger.ledger import Ledger
 from ledger.merkle import leaf_hash
 from ledger.state import BUCKET, MEMBER, MemoryState, TxRecord
-from ledger.store import Store, u64
+from ledger.limits import MAX_BLOCK_BYTES
+from ledger.store import Store, StoreError, compress_block, u64
 from ledger.tx import Genesis, GovernanceAction, Role, Tx, decode_tx, make_tx
-from ledger.verify import CentreTotals, Problem, verify_chain, verify_store
+from ledger.verify import CentreTotals, Problem, check_store, verify_chain, verify_store
 from tests.consortium import GENESIS_TIME_MS, TestConsortium, key
 
 SEED = int(os.environ.get("NANUM_TEST_SEED", "424242"))
@@ -560,9 +562,24 @@ def test_a_changed_state_vector_is_found(store):
 def test_a_flipped_byte_in_a_stored_block_is_found_at_its_height(store, chain):
     height, index = chain.where("r1")
     raw = chain.block(height)
-    write(store, "blocks", u64(height), flip(raw, position_in_tx(raw, chain.txs["r1"], chain.txs["r1"].signature)))
+    write(store, "blocks", u64(height),
+          compress_block(flip(raw, position_in_tx(raw, chain.txs["r1"], chain.txs["r1"].signature))))
     report = verify_store(store)
     assert_problem(report, height, index, "signature", "BAD_SIGNATURE")
+
+
+@pytest.mark.parametrize("damage", ["a flipped byte", "cut short", "trailing bytes", "too big"])
+def test_stored_block_bytes_that_do_not_decompress_are_found_at_their_height(store, chain, damage):
+    raw = chain.block(4)
+    stored = compress_block(raw)
+    changed = {"a flipped byte": flip(stored, len(stored) // 2), "cut short": stored[:-5],
+               "trailing bytes": stored + b"\x00", "too big": zlib.compress(bytes(MAX_BLOCK_BYTES + 1))}[damage]
+    write(store, "blocks", u64(4), changed)
+    assert_problem(verify_store(store), 4, None, "blocks")
+    quick = check_store(store)
+    assert quick is not None and (quick.height, quick.field) == (4, "blocks")
+    with pytest.raises(StoreError, match="stored block 4 does not decompress"):
+        store.block(4)
 
 
 def test_a_deleted_stored_block_is_found_at_its_height(store):
