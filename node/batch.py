@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
+from ledger.block import decode_block, decode_entry
 from ledger.encoding import DecodeError, decode, encode, expect_array, expect_bytes, expect_list, expect_uint
 from ledger.limits import MAX_BLOCK_BYTES, MAX_TIME_MS, MAX_TX_BYTES, MAX_TXS_PER_BLOCK
 from ledger.tx import Rejected, Tx, check_tx
@@ -62,6 +63,15 @@ class VerifiedTxs:
             self._checked.popitem(last=False)
         return tx
 
+    def remember(self, checked: list[tuple[bytes, Tx]]) -> None:
+        """Records transactions that passed ``check_tx`` elsewhere (``precheck`` in worker
+        threads), given as (key, tx) with ``key`` from ``precheck``."""
+        for key, tx in checked:
+            self._checked[key] = tx
+            self._checked.move_to_end(key)
+        while len(self._checked) > self._capacity:
+            self._checked.popitem(last=False)
+
     def batch_valid(self, data: bytes) -> bool:
         """The consensus entry validator: a batch every honest node accepts."""
         try:
@@ -71,3 +81,24 @@ class VerifiedTxs:
         except (DecodeError, Rejected):
             return False
         return True
+
+
+def precheck_blocks(blocks: list[bytes], chain_id: bytes) -> list[tuple[bytes, Tx]]:
+    """``check_tx`` of every transaction in ``blocks`` (encoded blocks, as a catch-up response
+    carries them), for ``VerifiedTxs.remember``: (key, tx) of those that pass. Anything that
+    does not decode or pass is skipped: the replica checks every block in full when it installs
+    it, and rejects it then. Safe to run in threads (no shared mutable state), and Ed25519
+    verification releases the GIL, so a thread per core verifies in parallel."""
+    passed = []
+    for raw_block in blocks:
+        try:
+            entries = decode_block(raw_block).entries
+        except DecodeError:
+            continue
+        for entry in entries:
+            try:
+                raw = decode_entry(entry)[0]
+                passed.append((hashlib.sha256(raw).digest(), check_tx(raw, chain_id)))
+            except (DecodeError, Rejected):
+                continue
+    return passed

@@ -64,7 +64,12 @@ RETRY_TICKS = 10
 # One lost in a crash is collected again from endorsements (_restore_pending_certificates).
 CERTIFICATE_SAVE_TICKS = 2
 MAX_UNSAVED_CERTIFICATES = 64
-MAX_CATCH_UP_BYTES = 4 * 1024 * 1024
+# A catch-up response carries at most this many bytes of blocks: its install blocks the node's
+# event loop, so 1 MiB (about 5,000 transactions, under a second) rather than more.
+MAX_CATCH_UP_BYTES = 1024 * 1024
+# A node catching up asks again for blocks only if this many ticks passed since it last asked
+# (a lost request or peer); an answer still being verified must not be asked for twice.
+CATCH_UP_RETRY_TICKS = 40
 
 META_APPLIED = b"raft_applied"              # [index, term] of the last consensus entry applied
 META_CERTIFIED = b"certified_through"       # uint
@@ -108,6 +113,7 @@ class Replica:
         self._unsaved_certificates: dict[int, bytes] = {}    # height -> certificate, not yet stored
         self._unsaved_since_tick = 0
         self._catch_up: CatchUp | None = None
+        self._blocks_requested_tick = 0
         node_keys = self._node_keys()
         if self.id not in node_keys:
             raise ValueError("this node's key is not an active node of the consortium")
@@ -331,6 +337,7 @@ class Replica:
 
     def _request_blocks(self) -> None:
         if self._catch_up is not None:
+            self._blocks_requested_tick = self._ticks
             self.out.messages.append(BlocksRequest(self.id, self._catch_up.leader, self.height + 1,
                                                    MAX_BLOCKS_PER_RESPONSE))
 
@@ -390,7 +397,7 @@ class Replica:
     # --- housekeeping ------------------------------------------------------------------------
 
     def _retry(self) -> None:
-        if self._catch_up is not None:
+        if self._catch_up is not None and self._ticks - self._blocks_requested_tick >= CATCH_UP_RETRY_TICKS:
             self._request_blocks()
         uncertified = self.finality.uncertified()
         if uncertified:

@@ -21,7 +21,7 @@ from ledger.encoding import decode
 from ledger.limits import MAX_TX_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.ledger import MAX_HISTORY_PAGE
 from ledger.tx import Rejected
-from node.codec import CodecError, decode_message
+from node.codec import BlocksResponse, CodecError, decode_message
 from node.pki import PkiError, identity_from_pem
 from node.runtime import NodeRuntime, Outcome, SubmitError
 from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
@@ -218,6 +218,8 @@ class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
                 refused += 1
                 continue
             received += 1
+            if isinstance(message, BlocksResponse):
+                await self.runtime.precheck(message)
             replica.receive(message)
             self.runtime.after_replica()
         return consensus_pb2.ExchangeSummary(received=received, refused=refused)

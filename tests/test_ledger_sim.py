@@ -239,3 +239,40 @@ def test_a_catch_up_install_that_fails_to_store_leaves_nothing_counted_as_certif
         if victim.replica.certified_height == leader.replica.certified_height:
             break
     assert victim.replica.certified_height == leader.replica.certified_height
+
+
+def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() -> None:
+    """An answer can take a while to verify and install; asking again every RETRY_TICKS made
+    the serving node send the same megabyte several times over. A request that goes unanswered
+    is repeated after CATCH_UP_RETRY_TICKS."""
+    from node.codec import BlocksRequest
+    from node.replica import CATCH_UP_RETRY_TICKS, RETRY_TICKS
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40
+    leader, victim, _ = _deposits_while_a_node_is_down(cluster, "retry", deposits)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    by_id = {n.node_id: n for n in cluster.nodes}
+    for _ in range(100):                                # as pump(), but the victim's block requests are lost
+        for node in cluster.nodes:
+            node.replica.tick()
+        moved = True
+        while moved:
+            moved = False
+            for node in cluster.nodes:
+                for message in node.replica.take().messages:
+                    if not isinstance(message, BlocksRequest):
+                        by_id[message.recipient].replica.receive(message)
+                        moved = True
+        if victim.replica.catching_up:
+            break
+    assert victim.replica.catching_up
+    asked_at = []
+    for tick in range(1, 3 * CATCH_UP_RETRY_TICKS + 1):
+        victim.replica.tick()
+        if any(isinstance(m, BlocksRequest) for m in victim.replica.take().messages):
+            asked_at.append(tick)
+    assert CATCH_UP_RETRY_TICKS > RETRY_TICKS and len(asked_at) >= 2, asked_at
+    gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
+    assert all(CATCH_UP_RETRY_TICKS <= gap <= CATCH_UP_RETRY_TICKS + RETRY_TICKS for gap in gaps), asked_at
