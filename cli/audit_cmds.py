@@ -241,7 +241,8 @@ def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> t
         with _progress(path.stat().st_size, "verifying", not as_json) as advance:
             # Reading a file starts no threads, so the workers may be forked.
             report = verify_chain_parallel(anchor.raw, verify_input(reader), workers, require_certificates=True,
-                                           on_block=lambda block: advance(len(block)), start_method="fork")
+                                           on_block=lambda block: advance(len(block)), start_method="fork",
+                                           freeze_survivors=True)     # this process verifies once
     return report, str(path)
 
 
@@ -260,7 +261,7 @@ def _verify_node(client_file: Path, genesis_file: Path | None, workers: int, as_
 
         with _progress(target, "verifying", not as_json) as advance:
             report = verify_chain_parallel(anchor.raw, blocks(), workers, require_certificates=True,
-                                           on_block=lambda _block: advance(1))
+                                           on_block=lambda _block: advance(1), freeze_survivors=True)
     return report, client.addresses[0]
 
 

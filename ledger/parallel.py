@@ -15,7 +15,8 @@ The answer is the sequential verifier's: a static failure is raised when the rep
 that block and entry, so the first problem reported is at the same place (lowest height, then
 lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS`` blocks or
 ``MAX_CHUNK_BYTES`` bytes (one block may be bigger), at most ``IN_FLIGHT_PER_WORKER`` chunks per
-pool process are read ahead, and at most ``MAX_CHUNK_BLOCKS`` blocks checked here wait.
+pool process are read ahead, and blocks checked here wait only up to the same count and byte
+bounds as a chunk.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def default_workers() -> int:
 def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: int | None = None,
                           require_certificates: bool = False,
                           on_block: Callable[[bytes], None] | None = None,
-                          start_method: str = "spawn") -> Report:
+                          start_method: str = "spawn", freeze_survivors: bool = False) -> Report:
     """``verify_chain`` with the static checks spread over ``workers`` pool processes (default:
     ``default_workers()``) and this one; 0 verifies in this process only. Same report, same
     first problem. ``blocks`` yields (block, certificate or None) pairs; it may raise BlockError
@@ -64,15 +65,16 @@ def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: i
 
     ``start_method="fork"`` saves each worker from importing everything again (about 0.6 CPU-s
     each); only a caller that has started no threads may ask for it — a gRPC channel has
-    threads of its own, so verifying a live node keeps "spawn"."""
+    threads of its own, so verifying a live node keeps "spawn". ``freeze_survivors``: as in
+    ``verify_chain``, for a process that verifies once."""
     workers = default_workers() if workers is None else workers
     chain_id = _chain_id_of(genesis_raw)
     if workers <= 0 or chain_id is None:
-        return verify_chain(genesis_raw, _watched(blocks, on_block), require_certificates)
+        return verify_chain(genesis_raw, _watched(blocks, on_block), require_certificates, freeze_survivors)
     context = multiprocessing.get_context(start_method)
     with context.Pool(min(workers, MAX_WORKERS), initializer=_init_worker, initargs=(chain_id,)) as pool:
         items = prechecked(pool, blocks, workers * IN_FLIGHT_PER_WORKER, chain_id)
-        return verify_chain(genesis_raw, _watched(items, on_block), require_certificates)
+        return verify_chain(genesis_raw, _watched(items, on_block), require_certificates, freeze_survivors)
 
 
 def _chain_id_of(genesis_raw: bytes) -> bytes | None:
@@ -125,12 +127,15 @@ class _Source:
 def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes) -> Iterator[Prechecked]:
     """Prechecked blocks in order, their static checks run in ``pool`` and, while the oldest
     chunk's results are not back, by this process one block at a time (so it never holds up
-    its own replay for long). At most ``max_in_flight`` chunks are in the pool and at most
-    MAX_CHUNK_BLOCKS blocks checked here wait for their turn. An exception raised by
+    its own replay for long). At most ``max_in_flight`` chunks are in the pool, and blocks
+    checked here wait for their turn only while fewer than MAX_CHUNK_BLOCKS of them, of fewer
+    than MAX_CHUNK_BYTES bytes, do (one more may go past the bytes). An exception raised by
     ``blocks`` is raised after every block before it has been yielded."""
+    if max_in_flight <= 0:
+        raise ValueError("at least one chunk must be allowed in flight")
     source = _Source(blocks)
     pending: deque = deque()        # [chunk, AsyncResult] from the pool, or [pairs, statics] checked here
-    in_pool = checked_here = 0
+    in_pool = checked_here = bytes_here = 0
     while True:
         while in_pool < max_in_flight and (chunk := source.next_chunk()):
             pending.append([chunk, pool.apply_async(_check_chunk, (chunk,))])
@@ -142,15 +147,18 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
             pending.popleft()
             if isinstance(result, list):
                 checked_here -= len(chunk)
+                bytes_here -= sum(len(raw) + len(certificate or b"") for raw, certificate in chunk)
                 statics = result
             else:
                 in_pool -= 1
                 statics = result.get()
             for (raw, certificate), static in zip(chunk, statics):
                 yield _prechecked(raw, certificate, static)
-        elif checked_here < MAX_CHUNK_BLOCKS and (pair := source.next_block()) is not None:
+        elif (checked_here < MAX_CHUNK_BLOCKS and bytes_here < MAX_CHUNK_BYTES
+              and (pair := source.next_block()) is not None):
             _check_here(pending, pair, chain_id)
             checked_here += 1
+            bytes_here += len(pair[0]) + len(pair[1] or b"")
         else:
             result.wait()
     if source.failure is not None:

@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Iterator
 
 import lmdb
+import msgpack
 
 from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block, decode_entry
 from ledger.commitment import StateCommitment
-from ledger.encoding import decode, encode
+from ledger.encoding import decode, decode_prechecked, encode
 from ledger.limits import MAX_BLOCK_BYTES
 from ledger.merkle import Frontier, node_hash
 from ledger.state import TxRecord
@@ -307,11 +308,11 @@ class StoreReader:
         if raw is None:
             return None
         height, index, leaf_index, code = TxRecord.location_of(raw)
-        block = self.decoded_block(height)
-        if block is None or index >= len(block.entries):
+        entry = self._entry(height, index)
+        if entry is None:
             raise StoreError(f"the transaction index points at block {height}, entry {index}, which is not "
                              "stored; run `nanum node check --full`")
-        tx = decode_tx(decode_entry(block.entries[index])[0])
+        tx = decode_tx(decode_entry(entry)[0])
         if tx.tx_id != tx_id:
             raise StoreError(f"the transaction index points at block {height}, entry {index}, which holds "
                              "another transaction; run `nanum node check --full`")
@@ -362,6 +363,19 @@ class StoreReader:
 
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._txn.cursor(db=self._db["state"]))
+
+    def _entry(self, height: int, index: int) -> bytes | None:
+        """One entry of a stored block, without decoding the others canonically (the block was
+        verified when it was stored; the entry itself is decoded in full by the caller)."""
+        raw = self.block(height)
+        if raw is None:
+            return None
+        try:
+            entries = decode_prechecked(raw)[1]
+            entry = entries[index]
+        except (ValueError, TypeError, IndexError, KeyError, msgpack.ExtraData):
+            return None
+        return entry if isinstance(entry, bytes) else None
 
     def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int, int, int]]]:
         """Every (tx_id, TxRecord.location) of the transaction index."""

@@ -124,40 +124,46 @@ class Prechecked:
 BlockInput = Union[bytes, tuple[bytes, Optional[bytes]], Prechecked]
 
 
-def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False) -> Report:
+def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False,
+                 freeze_survivors: bool = False) -> Report:
     """Verifies block 0 and then each block in order; see the module docstring.
 
     Each item of ``blocks`` is an encoded block, a pair (encoded block, encoded certificate
     or None), or a ``Prechecked``. A certificate given is checked against the node set in force
     at its height; with ``require_certificates`` a missing one is a problem too. The iterable
     may raise BlockError (an unreadable source): that is the problem at its place."""
-    return _replay(genesis_raw, blocks, require_certificates)[0]
+    return _replay(genesis_raw, blocks, require_certificates, freeze_survivors)[0]
 
 
-def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput],
-            require_certificates: bool = False) -> tuple[Report, MemoryState]:
-    with _collector_paused():
+def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False,
+            freeze_survivors: bool = False) -> tuple[Report, MemoryState]:
+    with _collector_paused(freeze_survivors):
         return _replay_all(genesis_raw, blocks, require_certificates)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def _collector_paused(freeze_survivors: bool) -> Iterator[None]:
     """Pauses Python's cyclic garbage collector for a replay, and restores it after.
 
     The replay keeps millions of long-lived objects (the state, every transaction record), and
     each full collection walks all of them: 15% of a 100,000-transaction replay, 20% of
     300,000, growing with the chain. The replay makes next to no reference cycles (445 objects
     found over 100,000 transactions); memory freed by reference counting is unaffected, and
-    any cycle left is collected once the collector runs again. The objects alive at the end are
-    frozen (``gc.freeze``) first: otherwise the first collection after the replay walks the
-    whole verified state at once (about 1 s at a million transactions)."""
+    any cycle left is collected once the collector runs again.
+
+    ``freeze_survivors`` is for a short-lived process that verifies once (the auditor's CLI):
+    everything alive at the end goes to the permanent generation (``gc.freeze``, which is
+    process-wide: nothing then alive is ever collected), so that neither the next collection
+    nor the one at exit walks the whole verified state again (about 1 s at a million
+    transactions). A library caller keeps the default."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if freeze_survivors:
             gc.freeze()
+        if was_enabled:
             gc.enable()
 
 

@@ -346,8 +346,8 @@ class Replica:
         last = min(self.finality.certified_through, message.from_height + message.max_blocks - 1)
         for height in range(message.from_height, last + 1):
             block, certificate = self.ledger.store.block(height), self.certificate(height)
-            if block is None or certificate is None or size + len(block) > MAX_CATCH_UP_BYTES:
-                break
+            if block is None or certificate is None or (blocks and size + len(block) > MAX_CATCH_UP_BYTES):
+                break           # (the first block goes even if larger: else a big block stalls catch-up)
             blocks.append((block, certificate))
             size += len(block) + len(certificate)
         if not blocks:

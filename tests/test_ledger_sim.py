@@ -276,3 +276,17 @@ def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() 
     assert CATCH_UP_RETRY_TICKS > RETRY_TICKS and len(asked_at) >= 2, asked_at
     gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
     assert all(CATCH_UP_RETRY_TICKS <= gap <= CATCH_UP_RETRY_TICKS + RETRY_TICKS for gap in gaps), asked_at
+
+
+def test_a_block_larger_than_a_catch_up_response_is_still_served_alone(monkeypatch) -> None:
+    """A valid block may exceed MAX_CATCH_UP_BYTES (it may be up to MAX_BLOCK_BYTES); the
+    response then carries it alone instead of nothing, which would stall catch-up for good."""
+    from node import replica as replica_module
+    monkeypatch.setattr(replica_module, "MAX_CATCH_UP_BYTES", 16)      # every block is larger
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, "big blocks", deposits)
+    _wipe_and_rejoin(cluster, victim, leader)
+    assert victim.storage.first_index() > 1, "the wiped node never needed catch-up: the test proves nothing"
+    assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
+    assert victim.ledger.balance(member.party_id)[0] == deposits

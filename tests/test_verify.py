@@ -206,8 +206,10 @@ def test_the_garbage_collector_is_left_as_the_caller_had_it(chain, enabled):
     was = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
+        frozen = gc.get_freeze_count()
         assert verify_chain(chain.genesis, chain.blocks).ok
         assert gc.isenabled() is enabled
+        assert gc.get_freeze_count() == frozen      # freezing is only for callers that ask
         assert not verify_chain(chain.genesis, [chain.blocks[1]]).ok
         assert gc.isenabled() is enabled
     finally:
