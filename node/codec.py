@@ -80,13 +80,17 @@ class BlocksRequest:
 
 @dataclass(frozen=True, slots=True)
 class BlocksResponse:
-    """Certified blocks in order, and the consensus (index, term) applied at the last of them."""
+    """Certified blocks in order, each with the consensus (index, term) whose entry produced it;
+    ``raft_index``/``raft_term`` are the last block's. A node that installs a block records its
+    exact position, so that it never re-applies an entry whose block it already holds, and can
+    answer others' catch-up with exact positions in turn."""
 
     sender: str
     recipient: str
     blocks: tuple[tuple[bytes, bytes], ...]      # (encoded block, encoded certificate)
     raft_index: int
     raft_term: int
+    positions: tuple[tuple[int, int], ...] = ()  # (index, term) per block
 
 
 NodeMessage = Message | Endorsement | EndorsementRequest | BlocksRequest | BlocksResponse
@@ -122,7 +126,8 @@ def _fields(message: NodeMessage) -> list:
     if isinstance(message, BlocksRequest):
         return [message.from_height, message.max_blocks]
     if isinstance(message, BlocksResponse):
-        return [[[b, c] for b, c in message.blocks], message.raft_index, message.raft_term]
+        return [[[b, c, i, t] for (b, c), (i, t) in zip(message.blocks, message.positions, strict=True)],
+                message.raft_index, message.raft_term]
     return [message.height, message.block_hash, message.signature]
 
 
@@ -229,13 +234,18 @@ def _blocks_request(sender: str, recipient: str, _term: int, f: list) -> BlocksR
 def _blocks_response(sender: str, recipient: str, _term: int, f: list) -> BlocksResponse:
     f = _exact(f, 3)
     items = expect_list(f[0], MAX_BLOCKS_PER_RESPONSE, "blocks")
-    blocks = []
+    blocks, positions = [], []
     for i, item in enumerate(items):
-        pair = expect_array(item, 2, f"blocks[{i}]")
-        blocks.append((expect_bytes(pair[0], f"blocks[{i}].block", max_size=MAX_MESSAGE_BYTES),
-                       expect_bytes(pair[1], f"blocks[{i}].certificate", max_size=MAX_MESSAGE_BYTES)))
-    return BlocksResponse(sender, recipient, tuple(blocks), expect_uint(f[1], "raft_index"),
-                          expect_uint(f[2], "raft_term"))
+        fields = expect_array(item, 4, f"blocks[{i}]")
+        blocks.append((expect_bytes(fields[0], f"blocks[{i}].block", max_size=MAX_MESSAGE_BYTES),
+                       expect_bytes(fields[1], f"blocks[{i}].certificate", max_size=MAX_MESSAGE_BYTES)))
+        positions.append((expect_uint(fields[2], f"blocks[{i}].raft_index"),
+                          expect_uint(fields[3], f"blocks[{i}].raft_term")))
+    index, term = expect_uint(f[1], "raft_index"), expect_uint(f[2], "raft_term")
+    if any(b[0] >= a[0] or b[1] > a[1] for a, b in zip(positions[1:], positions)) \
+            or (positions and positions[-1] != (index, term)):
+        raise CodecError("blocks' consensus positions must increase and end at raft_index/raft_term")
+    return BlocksResponse(sender, recipient, tuple(blocks), index, term, tuple(positions))
 
 
 _DECODERS = {1: _vote_request, 2: _vote_response, 3: _append_entries, 4: _append_response,

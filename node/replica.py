@@ -117,7 +117,7 @@ class Replica:
         node_keys = self._node_keys()
         if self.id not in node_keys:
             raise ValueError("this node's key is not an active node of the consortium")
-        applied_index = self._meta_pair(META_APPLIED)[0]
+        applied_index = self._restore_log_marker()
         certified = self.ledger.store.meta(META_CERTIFIED)
         self._stored_certified = decode(certified) if certified else 0     # durable, <= finality's
         self.finality = Finality(ledger.chain_id, ledger.height, self._stored_certified)
@@ -342,25 +342,29 @@ class Replica:
                                                    MAX_BLOCKS_PER_RESPONSE))
 
     def _on_blocks_request(self, message: BlocksRequest) -> None:
-        blocks, size = [], 0
+        blocks, positions, size = [], [], 0
         last = min(self.finality.certified_through, message.from_height + message.max_blocks - 1)
         for height in range(message.from_height, last + 1):
             block, certificate = self.ledger.store.block(height), self.certificate(height)
-            if block is None or certificate is None or (blocks and size + len(block) > MAX_CATCH_UP_BYTES):
+            position = self._meta_pair(META_RAFT_AT + u64(height))
+            if block is None or certificate is None or position[0] == 0 \
+                    or (blocks and size + len(block) > MAX_CATCH_UP_BYTES):
                 break           # (the first block goes even if larger: else a big block stalls catch-up)
             blocks.append((block, certificate))
+            positions.append(position)
             size += len(block) + len(certificate)
         if not blocks:
             return
-        index, term = self._meta_pair(META_RAFT_AT + u64(message.from_height + len(blocks) - 1))
-        self.out.messages.append(BlocksResponse(self.id, message.sender, tuple(blocks), index, term))
+        index, term = positions[-1]
+        self.out.messages.append(BlocksResponse(self.id, message.sender, tuple(blocks), index, term,
+                                                tuple(positions)))
 
     def _on_blocks_response(self, message: BlocksResponse) -> None:
         """Verifies and stores certified blocks; once past the notice's index, resumes Raft."""
         if self._catch_up is None:
             return
-        for block, certificate in message.blocks:
-            if not self._install(block, certificate, message):
+        for (block, certificate), position in zip(message.blocks, message.positions):
+            if not self._install(block, certificate, position):
                 return
         if message.raft_index >= self._catch_up.index:
             self.storage.restore(message.raft_index, message.raft_term)
@@ -369,7 +373,9 @@ class Replica:
         else:
             self._request_blocks()
 
-    def _install(self, block: bytes, certificate_raw: bytes, message: BlocksResponse) -> bool:
+    def _install(self, block: bytes, certificate_raw: bytes, position: tuple[int, int]) -> bool:
+        """Stores one certified block with the consensus position of the entry that produced it
+        (so after a crash here the log restarts right after it: see ``_restore_log_marker``)."""
         node_set = self._node_set()
         try:
             executed = self.ledger.replay(block, check=self.verified.check)
@@ -380,7 +386,7 @@ class Replica:
             Certificate.decode(certificate_raw).verify(executed.block.header, node_set)
         except (DecodeError, CertificateError):
             return False
-        applied = encode([message.raft_index, message.raft_term])
+        applied = encode(list(position))
         # The block comes with its certificate: the certified height it makes goes in the same
         # transaction, with any staged certificates of lower heights. Finality counts the height
         # only once that transaction is stored (a failed write must not leave it counted).
@@ -444,6 +450,17 @@ class Replica:
 
     def _node_keys(self) -> dict[str, bytes]:
         return {party_id(key).hex(): key for key in self._node_set()}
+
+    def _restore_log_marker(self) -> int:
+        """The consensus index applied to the ledger. A node that crashed while catching up
+        holds blocks installed by catch-up past the end of its consensus log; each was stored
+        with the exact (index, term) of the entry that produced it, so the log is restarted
+        right after the last of them, as the end of the catch-up would have done. (Restarting
+        it any lower could re-apply an entry whose block the node already holds.)"""
+        index, term = self._meta_pair(META_APPLIED)
+        if index > self.storage.last_index():
+            self.storage.restore(index, term)
+        return index
 
     def _meta_pair(self, key: bytes) -> tuple[int, int]:
         raw = self.ledger.store.meta(key)

@@ -290,3 +290,40 @@ def test_a_block_larger_than_a_catch_up_response_is_still_served_alone(monkeypat
     assert victim.storage.first_index() > 1, "the wiped node never needed catch-up: the test proves nothing"
     assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
     assert victim.ledger.balance(member.party_id)[0] == deposits
+
+
+@pytest.mark.parametrize("crash_after", [1, 3, 7])
+def test_a_node_that_crashes_while_catching_up_restarts_and_finishes(monkeypatch, crash_after) -> None:
+    """Catch-up spans many responses (one block each here); the node crashes after storing
+    ``crash_after`` blocks, before its consensus log was restored. It must start again (its log
+    restarts right after the last block it holds), never re-apply an entry whose block it has,
+    and end with the leader's chain."""
+    from node import replica as replica_module
+    monkeypatch.setattr(replica_module, "MAX_CATCH_UP_BYTES", 16)      # one block per response
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, f"crash {crash_after}", deposits)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    stored = []
+    commit = victim.ledger.commit
+
+    def crashing_commit(executed, *args, **kwargs):
+        if len(stored) == crash_after:
+            raise RuntimeError("simulated crash")
+        commit(executed, *args, **kwargs)
+        stored.append(executed.block.header.height)
+    monkeypatch.setattr(victim.ledger, "commit", crashing_commit)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cluster.pump(200)
+    assert len(stored) == crash_after and victim.replica.catching_up, "the crash was not mid-catch-up"
+    monkeypatch.setattr(victim.ledger, "commit", commit)
+    victim.replica = None                                   # crashed; its disk (ledger, log) stays
+    cluster.start(victim)                                   # used to fail: applied beyond the log
+    for _ in range(300):
+        cluster.pump(1)
+        if victim.replica.certified_height == leader.replica.certified_height:
+            break
+    assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
+    assert victim.ledger.balance(member.party_id)[0] == deposits
