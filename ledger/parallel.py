@@ -15,8 +15,8 @@ The answer is the sequential verifier's: a static failure is raised when the rep
 that block and entry, so the first problem reported is at the same place (lowest height, then
 lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS`` blocks or
 ``MAX_CHUNK_BYTES`` bytes (one block may be bigger), at most ``IN_FLIGHT_PER_WORKER`` chunks per
-pool process are read ahead, and blocks checked here wait only up to the same count and byte
-bounds as a chunk.
+pool process are read ahead, and blocks checked here wait only up to ``MAX_CHECKED_HERE_BLOCKS``
+blocks and ``MAX_CHECKED_HERE_BYTES`` bytes.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ MAX_CHUNK_BLOCKS = 64
 # short: when the last chunk is back, the main process replays what is left on one core.
 MAX_CHUNK_BYTES = 256 * 1024
 IN_FLIGHT_PER_WORKER = 3
+# Blocks this process checked itself wait for their turn up to these bounds: enough that it is
+# never idle while the pool is behind (a 256 KiB bound left it waiting after two full blocks:
+# 1.75 of 2 cores busy), and a bounded amount of memory.
+MAX_CHECKED_HERE_BLOCKS = 64
+MAX_CHECKED_HERE_BYTES = 16 * 1024 * 1024
 MAX_WORKERS = 256
 
 Pair = tuple[bytes, "bytes | None"]
@@ -128,8 +133,8 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
     """Prechecked blocks in order, their static checks run in ``pool`` and, while the oldest
     chunk's results are not back, by this process one block at a time (so it never holds up
     its own replay for long). At most ``max_in_flight`` chunks are in the pool, and blocks
-    checked here wait for their turn only while fewer than MAX_CHUNK_BLOCKS of them, of fewer
-    than MAX_CHUNK_BYTES bytes, do (one more may go past the bytes). An exception raised by
+    checked here wait for their turn only while fewer than MAX_CHECKED_HERE_BLOCKS of them, of
+    fewer than MAX_CHECKED_HERE_BYTES bytes, do (one more may go past the bytes). An exception raised by
     ``blocks`` is raised after every block before it has been yielded."""
     if max_in_flight <= 0:
         raise ValueError("at least one chunk must be allowed in flight")
@@ -154,7 +159,7 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
                 statics = result.get()
             for (raw, certificate), static in zip(chunk, statics):
                 yield _prechecked(raw, certificate, static)
-        elif (checked_here < MAX_CHUNK_BLOCKS and bytes_here < MAX_CHUNK_BYTES
+        elif (checked_here < MAX_CHECKED_HERE_BLOCKS and bytes_here < MAX_CHECKED_HERE_BYTES
               and (pair := source.next_block()) is not None):
             _check_here(pending, pair, chain_id)
             checked_here += 1

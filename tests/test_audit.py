@@ -409,8 +409,8 @@ def test_blocks_checked_by_the_main_process_meanwhile_verify_in_order(chain, del
         yield from items[:3]
         raise BlockError(4, None, "export", "the file ends inside a record")
 
-    old = parallel.MAX_CHUNK_BLOCKS
-    parallel.MAX_CHUNK_BLOCKS = 2
+    old = parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS
+    parallel.MAX_CHUNK_BLOCKS = parallel.MAX_CHECKED_HERE_BLOCKS = 2
     try:
         for source, sequential_source in ((items, items), (bad, bad), (broken, broken)):
             pool = _SlowPool(chain.consortium.chain_id, delay)
@@ -422,7 +422,7 @@ def test_blocks_checked_by_the_main_process_meanwhile_verify_in_order(chain, del
             assert (found.ok, found.problem, found.blocks, found.transactions, found.centres) == \
                 (expected.ok, expected.problem, expected.blocks, expected.transactions, expected.centres)
     finally:
-        parallel.MAX_CHUNK_BLOCKS = old
+        parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS = old
 
 
 def test_one_pool_worker_and_the_main_process_verify_like_the_sequential_verifier(chain):
