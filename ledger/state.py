@@ -297,11 +297,17 @@ class MemoryState:
             return key[:BUCKET_PREFIX_BYTES]
         return table if table == PARTY else None
 
+    @classmethod
+    def _is_group(cls, prefix: bytes) -> bool:
+        """Whether ``prefix`` is exactly one indexed group (the party table, or one member's
+        buckets — not the whole bucket table)."""
+        return cls._group(prefix) == prefix and (prefix[:1] != BUCKET or len(prefix) == BUCKET_PREFIX_BYTES)
+
     def get(self, key: bytes) -> bytes | None:
         return self.entries.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if len(prefix) in (1, BUCKET_PREFIX_BYTES) and self._group(prefix + bytes(BUCKET_PREFIX_BYTES)) == prefix:
+        if self._is_group(prefix):
             keys: Iterable[bytes] = self._groups.get(prefix, ())
         else:
             keys = (k for k in self.entries if k.startswith(prefix))

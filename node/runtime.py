@@ -230,7 +230,7 @@ class NodeRuntime:
             return
         loop = asyncio.get_running_loop()
         blocks = [block for block, _ in message.blocks]
-        shares = [blocks[i::PRECHECK_THREADS] for i in range(PRECHECK_THREADS) if blocks[i::PRECHECK_THREADS]]
+        shares = [share for i in range(PRECHECK_THREADS) if (share := blocks[i::PRECHECK_THREADS])]
         results = await asyncio.gather(*(loop.run_in_executor(self._verifiers, precheck_blocks, share,
                                                               self.ledger.chain_id) for share in shares))
         for checked in results:
