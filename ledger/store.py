@@ -16,7 +16,10 @@ Named databases (keys big-endian so LMDB's order is numeric order):
     leaves    index:u64                       -> 32-byte Merkle leaf hash (appended in order)
     merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only, and
                                                  only levels that are multiples of MERKLE_LEVEL_STEP)
-    accounts  party_or_member_id:20 || leaf:u64 -> [height, index]   (history index)
+    accounts  party_or_member_id:20 || first_leaf:u64 -> a chunk of the party's leaves
+                                                 (history index; see ledger.postings)
+    starts    first_leaf:u64                  -> height:u64  (the block whose first entry is
+                                                 that leaf; turns a leaf into height, index)
 
 Blocks are compressed: chain ids, centre and partner keys and member ids repeat in every
 block, and zlib at level 1 stores a block of 1,000 transactions in 54% of its bytes for ~2 ms
@@ -48,15 +51,16 @@ from ledger.commitment import StateCommitment
 from ledger.encoding import decode, decode_prechecked, encode
 from ledger.limits import MAX_BLOCK_BYTES
 from ledger.merkle import Frontier, node_hash
+from ledger.postings import PostingError, append_leaves, chunk_leaves
 from ledger.state import TxRecord
 from ledger.tx import decode_tx
 
 DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
-MAX_DBS = 12      # the ledger's 8, plus room for the consensus log kept in the same environment
+MAX_DBS = 12      # the ledger's 9, plus room for the consensus log kept in the same environment
 MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
-LAYOUT_VERSION = b"4"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
-                        # in txs; 4 = compressed blocks
+LAYOUT_VERSION = b"5"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
+                        # in txs; 4 = compressed blocks; 5 = history index as posting lists
 _U64 = struct.Struct(">Q")
 
 
@@ -92,7 +96,7 @@ class Store:
             self._db = {"meta": self.env.open_db(b"meta")}
             self._check_layout()          # before creating anything an older layout lacks
             self._db.update((name, self.env.open_db(name.encode())) for name in
-                            ("blocks", "certs", "txs", "state", "leaves", "merkle", "accounts"))
+                            ("blocks", "certs", "txs", "state", "leaves", "merkle", "accounts", "starts"))
         except lmdb.MapFullError:
             self.env.close()
             raise StoreFull(f"the map of {map_size_bytes} bytes is too small for the store's layout "
@@ -255,9 +259,34 @@ class Store:
             raise StoreError(f"block {header.height} does not extend the stored head {stored.height}")
 
     def _index_accounts(self, txn: lmdb.Transaction, executed: ExecutedBlock) -> None:
-        height = executed.block.header.height
-        for party, leaf, index in executed.accounts:
-            txn.put(party + u64(leaf), encode([height, index]), db=self._db["accounts"])
+        header = executed.block.header
+        if not txn.put(u64(header.tree_size - header.tx_count), u64(header.height), db=self._db["starts"],
+                       append=True):
+            raise StoreError(f"block {header.height}'s first leaf does not follow the stored blocks' leaves")
+        by_party: dict[bytes, list[int]] = {}
+        for party, leaf, _ in executed.accounts:
+            by_party.setdefault(party, []).append(leaf)
+        accounts = self._db["accounts"]
+        cursor = txn.cursor(db=accounts)
+        for party in sorted(by_party):       # key order: the cursor moves forward only
+            try:
+                chunks = append_leaves(_last_chunk(cursor, party), by_party[party])
+            except ValueError as exc:
+                raise StoreError(f"the history index of party {party.hex()} cannot take block "
+                                 f"{header.height}: {exc}; run `nanum node check --full`") from None
+            for first, value in chunks:
+                txn.put(party + u64(first), value, db=accounts)
+
+
+def _last_chunk(cursor: lmdb.Cursor, party: bytes) -> tuple[int, bytes] | None:
+    """(first leaf, value) of the party's last posting-list chunk, or None."""
+    found = cursor.prev() if cursor.set_range(party + _AFTER_LEAVES) else cursor.last()
+    if not found or cursor.key()[:len(party)] != party:
+        return None
+    return _U64.unpack(cursor.key()[len(party):])[0], cursor.value()
+
+
+_AFTER_LEAVES = b"\xff" * 8      # sorts after every party_id || first_leaf key of that party
 
 
 BLOCK_COMPRESSION_LEVEL = 1      # zlib: level 6 saves 1% more for twice the time
@@ -387,14 +416,39 @@ class StoreReader:
 
     def account_entries(self, party: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, int]]:
         """(leaf index, height, index in block) of transactions touching ``party``, oldest first,
-        strictly after ``after_leaf``; at most ``limit``."""
+        strictly after ``after_leaf``; at most ``limit``. StoreError if the index is damaged."""
+        leaves: list[int] = []
         cursor = self._txn.cursor(db=self._db["accounts"])
-        start = party + u64(after_leaf + 1)
-        found = []
-        if cursor.set_range(start):
+        if _chunk_holding(cursor, party, after_leaf + 1):
             for key, value in cursor:
-                if not key.startswith(party) or len(found) >= limit:
+                if key[:len(party)] != party or len(leaves) >= limit:
                     break
-                height, index = decode(value)
-                found.append((_U64.unpack(key[len(party):])[0], height, index))
-        return found
+                first = _U64.unpack(key[len(party):])[0]
+                try:
+                    leaves.extend(leaf for leaf in chunk_leaves(first, value) if leaf > after_leaf)
+                except PostingError as exc:
+                    raise StoreError(f"the history index of party {party.hex()} is damaged at leaf {first}: "
+                                     f"{exc}; run `nanum node check --full`") from None
+        return [(leaf, *self._location(leaf)) for leaf in leaves[:limit]]
+
+    def _location(self, leaf: int) -> tuple[int, int]:
+        """(height, index in block) of the entry that is Merkle leaf ``leaf``."""
+        cursor = self._txn.cursor(db=self._db["starts"])
+        found = cursor.set_range(u64(leaf))
+        if not found or cursor.key() != u64(leaf):
+            found = cursor.prev() if found else cursor.last()
+        if not found or len(cursor.key()) != _U64.size or len(cursor.value()) != _U64.size:
+            raise StoreError(f"no stored block holds leaf {leaf}; run `nanum node check --full`")
+        return _U64.unpack(cursor.value())[0], leaf - _U64.unpack(cursor.key())[0]
+
+
+def _chunk_holding(cursor: lmdb.Cursor, party: bytes, leaf: int) -> bool:
+    """Positions ``cursor`` on the party's chunk that may hold ``leaf`` (the last one starting at
+    or before it, else the first after it); False if the party has no chunk there."""
+    start = party + u64(leaf)
+    found = cursor.set_range(start)
+    if found and cursor.key() == start:
+        return True
+    if (cursor.prev() if found else cursor.last()) and cursor.key()[:len(party)] == party:
+        return True
+    return cursor.set_range(start) and cursor.key()[:len(party)] == party
