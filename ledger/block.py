@@ -62,6 +62,7 @@ from ledger.tx import (
 )
 
 HEADER_TAG = "nanum/v1/block-header"
+HEADER_TX_COUNT, HEADER_TREE_SIZE = 5, 6     # positions in the header's wire array (Header.to_wire)
 MAX_CODE = max(Code)
 GENESIS_PREV_HASH = bytes(HASH_BYTES)
 

@@ -114,7 +114,7 @@ class MemoryReader:
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(sorted(self._store._state.entries.items()))
 
-    def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int, int, int]]]:
+    def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         return iter(sorted((tx_id, record.location) for tx_id, record in self._store._state.records.items()))
 
     def state_vector(self) -> bytes | None:

@@ -52,19 +52,19 @@ class TxRecord:
     code: int
 
     @property
-    def location(self) -> tuple[int, int, int, int]:
-        """(height, index, leaf_index, code): what a node's store keeps. The body hash is
-        derived from the transaction at that place, so it is not stored a second time."""
-        return self.height, self.index, self.leaf_index, self.code
+    def location(self) -> tuple[int, int]:
+        """(height, index): what a node's store keeps. The leaf index, the result code and the
+        body hash follow from the block entry at that place, so they are not stored again."""
+        return self.height, self.index
 
     def stored_bytes(self) -> bytes:
         return encode(list(self.location))
 
     @staticmethod
-    def location_of(data: bytes) -> tuple[int, int, int, int]:
+    def location_of(data: bytes) -> tuple[int, int]:
         """The location in ``stored_bytes``; DecodeError if they are not one."""
-        fields = expect_array(decode(data), 4, "txs")
-        return tuple(expect_uint(value, f"txs[{i}]") for i, value in enumerate(fields))  # type: ignore[return-value]
+        fields = expect_array(decode(data), 2, "txs")
+        return expect_uint(fields[0], "txs[0]"), expect_uint(fields[1], "txs[1]")
 
 
 class StateReader(Protocol):

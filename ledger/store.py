@@ -10,10 +10,12 @@ Named databases (keys big-endian so LMDB's order is numeric order):
     meta      b"chain_id", b"head" (encoded header), b"state_vector" (2048 bytes)
     blocks    height:u64                      -> encoded block, zlib-compressed (level 1)
     certs     height:u64                      -> encoded certificate (written by consensus)
-    txs       tx_id:16                        -> [height, index, leaf_index, code] (the body hash
-                                                 is read from the transaction at that place)
+    txs       tx_id:16                        -> [height, index] (the leaf index, result code and
+                                                 body hash are read from the entry at that place)
     state     state key                       -> state value          (see ledger.state)
-    leaves    index:u64                       -> 32-byte Merkle leaf hash (appended in order)
+    pairs     group:u64                       -> the 32-byte level-1 Merkle nodes (hashes of leaf
+                                                 pairs) [group * 63, group * 63 + 63), concatenated
+                                                 (appended in order; the last group may be partial)
     merkle    level:u8 || index:u64           -> 32-byte node hash   (perfect subtrees only, and
                                                  only levels that are multiples of MERKLE_LEVEL_STEP)
     accounts  party_or_member_id:20 || first_leaf:u64 -> a chunk of the party's leaves
@@ -26,10 +28,12 @@ block, and zlib at level 1 stores a block of 1,000 transactions in 54% of its by
 (decompressing takes ~0.6 ms). Reads decompress at most MAX_BLOCK_BYTES; stored bytes that do
 not decompress are a StoreError naming the height.
 
-Merkle nodes of the levels in between are recomputed from the stored level below them (at most
-2**(MERKLE_LEVEL_STEP - 1) hashes per node read). Storing every level cost two entries per leaf,
-and the leaf keys, growing in the middle of one database, left its pages half full: 212 bytes
-per transaction, where the leaves alone, appended to their own database, take about 50.
+Merkle nodes: a leaf (level 0) is the hash of its block entry, read from the block; level 1 is
+stored in groups of 63 (two groups fill a page); levels 2..7 are recomputed from level 1 and
+the others from the stored level below them (at most 2**(MERKLE_LEVEL_STEP - 1) hashes per node
+read). A proof thus reads the block of the leaf's sibling (the block a receipt reads anyway).
+Storing every level cost 212 bytes per transaction (two entries per leaf, in half-full pages);
+every leaf, one entry each, 51; the leaves in groups, 33; level 1 in groups, 16.
 
 A full map is grown (doubling, up to ``max_map_size_bytes``) and the write retried; past
 that ``StoreFull`` is raised and nothing of the block is written.
@@ -46,11 +50,12 @@ from typing import Iterator
 import lmdb
 import msgpack
 
-from ledger.block import Block, ChainHead, ExecutedBlock, Header, decode_block, decode_entry
+from ledger.block import (HEADER_TREE_SIZE, HEADER_TX_COUNT, Block, ChainHead, ExecutedBlock, Header,
+                          decode_block, decode_entry)
 from ledger.commitment import StateCommitment
 from ledger.encoding import decode, decode_prechecked, encode
 from ledger.limits import MAX_BLOCK_BYTES
-from ledger.merkle import Frontier, node_hash
+from ledger.merkle import Frontier, leaf_hash, node_hash
 from ledger.postings import PostingError, append_leaves, chunk_leaves
 from ledger.state import TxRecord
 from ledger.tx import decode_tx
@@ -60,7 +65,12 @@ DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
 MAX_DBS = 12      # the ledger's 9, plus room for the consensus log kept in the same environment
 MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
 LAYOUT_VERSION = b"5"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
-                        # in txs; 4 = compressed blocks; 5 = history index as posting lists
+                        # in txs; 4 = compressed blocks; 5 = history index as posting lists,
+                        # leaves in groups
+NODES_PER_GROUP = 63    # 63 x 32 = 2,016 bytes: the largest value LMDB keeps inside a 4 KiB page
+                        # two to a page (a node holds at most 2,038 bytes with its 8-byte header
+                        # and key); 64 would go to overflow pages of their own
+HASH_BYTES = 32
 _U64 = struct.Struct(">Q")
 
 
@@ -96,7 +106,7 @@ class Store:
             self._db = {"meta": self.env.open_db(b"meta")}
             self._check_layout()          # before creating anything an older layout lacks
             self._db.update((name, self.env.open_db(name.encode())) for name in
-                            ("blocks", "certs", "txs", "state", "leaves", "merkle", "accounts", "starts"))
+                            ("blocks", "certs", "txs", "state", "pairs", "merkle", "accounts", "starts"))
         except lmdb.MapFullError:
             self.env.close()
             raise StoreFull(f"the map of {map_size_bytes} bytes is too small for the store's layout "
@@ -234,12 +244,13 @@ class Store:
                 txn.put(key, new, db=db["state"])
         for tx_id, record in executed.state.tx_records().items():
             txn.put(tx_id, record.stored_bytes(), db=db["txs"])
+        pairs = []
         for level, index, node in executed.merkle_nodes:
-            if level == 0:
-                if not txn.put(u64(index), node, db=db["leaves"], append=True):
-                    raise StoreError(f"Merkle leaf {index} does not follow the stored leaves")
-            elif level % MERKLE_LEVEL_STEP == 0:
+            if level == 1:
+                pairs.append((index, node))
+            elif level and level % MERKLE_LEVEL_STEP == 0:
                 txn.put(bytes([level]) + u64(index), node, db=db["merkle"])
+        self._put_pairs(txn, pairs)
         self._index_accounts(txn, executed)
         txn.put(b"chain_id", header.chain_id, db=db["meta"])
         txn.put(b"head", encode(header.to_wire()), db=db["meta"])
@@ -247,6 +258,27 @@ class Store:
         for key, value in meta.items():
             assert key not in RESERVED_META, "the head is written by the store itself"
             txn.put(key, value, db=db["meta"])
+
+    def _put_pairs(self, txn: lmdb.Transaction, pairs: list[tuple[int, bytes]]) -> None:
+        """Appends consecutive (index, hash) level-1 nodes to their groups: the stored partial
+        group is extended, full ones are appended at the end of the database (pages stay full)."""
+        db = self._db["pairs"]
+        done = 0
+        while done < len(pairs):
+            first = pairs[done][0]
+            group, offset = divmod(first, NODES_PER_GROUP)
+            part = pairs[done:done + NODES_PER_GROUP - offset]
+            if part[-1][0] != first + len(part) - 1:
+                raise StoreError(f"the level-1 Merkle nodes from {first} are not consecutive")
+            value = b"".join(node for _, node in part)
+            if offset:
+                stored = txn.get(u64(group), db=db)
+                if stored is None or len(stored) != offset * HASH_BYTES:
+                    raise StoreError(f"level-1 Merkle node {first} does not follow the stored ones")
+                txn.put(u64(group), stored + value, db=db)
+            elif not txn.put(u64(group), value, db=db, append=True):
+                raise StoreError(f"level-1 Merkle node {first} does not follow the stored ones")
+            done += len(part)
 
     def _check_extends(self, txn: lmdb.Transaction, header: Header) -> None:
         raw = txn.get(b"head", db=self._db["meta"])
@@ -331,34 +363,48 @@ class StoreReader:
             yield key, value
 
     def tx_record(self, tx_id: bytes) -> TxRecord | None:
-        """The record of a stored transaction, its body hash taken from the transaction itself
-        (a block read: records are looked up for duplicates and reads, not per transaction)."""
+        """The record of a stored transaction; its leaf index, result and body hash are read from
+        the block entry the index points at (a block read: records are looked up for duplicates
+        and reads, not per transaction)."""
         raw = self._txn.get(tx_id, db=self._db["txs"])
         if raw is None:
             return None
-        height, index, leaf_index, code = TxRecord.location_of(raw)
-        entry = self._entry(height, index)
-        if entry is None:
+        height, index = TxRecord.location_of(raw)
+        found = self._entry(height, index)
+        if found is None:
             raise StoreError(f"the transaction index points at block {height}, entry {index}, which is not "
                              "stored; run `nanum node check --full`")
-        tx = decode_tx(decode_entry(entry)[0])
+        entry, first_leaf = found
+        tx_raw, code = decode_entry(entry)
+        tx = decode_tx(tx_raw)
         if tx.tx_id != tx_id:
             raise StoreError(f"the transaction index points at block {height}, entry {index}, which holds "
                              "another transaction; run `nanum node check --full`")
-        return TxRecord(height, index, leaf_index, tx.body_hash(), code)
+        return TxRecord(height, index, first_leaf + index, tx.body_hash(), code)
 
     def merkle_node(self, level: int, index: int) -> bytes:
         """The hash of the perfect subtree (level, index); KeyError if it is not in the store."""
-        base = level - level % MERKLE_LEVEL_STEP
+        if level == 0:
+            return self._leaf(index)
+        base = max(1, level - level % MERKLE_LEVEL_STEP)
         nodes = self._stored_nodes(base, index << (level - base), 1 << (level - base))
         while len(nodes) > 1:
             nodes = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes), 2)]
         return nodes[0]
 
+    def _leaf(self, index: int) -> bytes:
+        location = self._location(index)
+        found = None if location is None else self._entry(*location)
+        if found is None:
+            raise KeyError((0, index))
+        return leaf_hash(found[0])
+
     def _stored_nodes(self, level: int, first: int, count: int) -> list[bytes]:
         """``count`` consecutive stored nodes of a stored level; KeyError at the first missing."""
-        db, prefix = (self._db["leaves"], b"") if level == 0 else (self._db["merkle"], bytes([level]))
-        cursor = self._txn.cursor(db=db)
+        if level == 1:
+            return self._stored_pairs(first, count)
+        prefix = bytes([level])
+        cursor = self._txn.cursor(db=self._db["merkle"])
         nodes: list[bytes] = []
         if cursor.set_key(prefix + u64(first)):
             for key, node in cursor:
@@ -369,6 +415,25 @@ class StoreReader:
                     break
         if len(nodes) != count:
             raise KeyError((level, first + len(nodes)))
+        return nodes
+
+    def _stored_pairs(self, first: int, count: int) -> list[bytes]:
+        group, offset = divmod(first, NODES_PER_GROUP)
+        nodes: list[bytes] = []
+        while len(nodes) < count:
+            value = self._txn.get(u64(group), db=self._db["pairs"])
+            if value is None:
+                break
+            if len(value) % HASH_BYTES or len(value) > NODES_PER_GROUP * HASH_BYTES:
+                raise StoreError(f"the stored level-1 Merkle nodes from {group * NODES_PER_GROUP} are "
+                                 f"damaged ({len(value)} bytes); run `nanum node check --full`")
+            end = min(len(value) // HASH_BYTES, offset + count - len(nodes))
+            nodes.extend(value[i * HASH_BYTES:(i + 1) * HASH_BYTES] for i in range(offset, end))
+            if end < NODES_PER_GROUP:
+                break
+            group, offset = group + 1, 0
+        if len(nodes) != count:
+            raise KeyError((1, first + len(nodes)))
         return nodes
 
     def block(self, height: int) -> bytes | None:
@@ -393,20 +458,23 @@ class StoreReader:
     def state_items(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._txn.cursor(db=self._db["state"]))
 
-    def _entry(self, height: int, index: int) -> bytes | None:
-        """One entry of a stored block, without decoding the others canonically (the block was
-        verified when it was stored; the entry itself is decoded in full by the caller)."""
+    def _entry(self, height: int, index: int) -> tuple[bytes, int] | None:
+        """(entry, the block's first leaf) of one entry of a stored block, without decoding the
+        others canonically (the block was verified when it was stored; the entry itself is
+        decoded in full by the caller). None if there is no such well-formed entry."""
         raw = self.block(height)
         if raw is None:
             return None
         try:
-            entries = decode_prechecked(raw)[1]
-            entry = entries[index]
+            header, entries = decode_prechecked(raw)
+            entry, first_leaf = entries[index], header[HEADER_TREE_SIZE] - header[HEADER_TX_COUNT]
         except (ValueError, TypeError, IndexError, KeyError, msgpack.ExtraData):
             return None
-        return entry if isinstance(entry, bytes) else None
+        if not isinstance(entry, bytes) or not isinstance(first_leaf, int) or first_leaf < 0:
+            return None
+        return entry, first_leaf
 
-    def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int, int, int]]]:
+    def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         """Every (tx_id, TxRecord.location) of the transaction index."""
         for tx_id, raw in self._txn.cursor(db=self._db["txs"]):
             yield tx_id, TxRecord.location_of(raw)
@@ -429,16 +497,23 @@ class StoreReader:
                 except PostingError as exc:
                     raise StoreError(f"the history index of party {party.hex()} is damaged at leaf {first}: "
                                      f"{exc}; run `nanum node check --full`") from None
-        return [(leaf, *self._location(leaf)) for leaf in leaves[:limit]]
+        located = [(leaf, self._location(leaf)) for leaf in leaves[:limit]]
+        if any(location is None for _, location in located):
+            raise StoreError(f"the history index of party {party.hex()} names a leaf before every stored "
+                             "block; run `nanum node check --full`")
+        return [(leaf, *location) for leaf, location in located]
 
-    def _location(self, leaf: int) -> tuple[int, int]:
-        """(height, index in block) of the entry that is Merkle leaf ``leaf``."""
+    def _location(self, leaf: int) -> tuple[int, int] | None:
+        """(height, index in block) of the entry that is Merkle leaf ``leaf`` if a block starting
+        at or before it is stored (the index may then lie beyond that block's entries)."""
         cursor = self._txn.cursor(db=self._db["starts"])
         found = cursor.set_range(u64(leaf))
         if not found or cursor.key() != u64(leaf):
             found = cursor.prev() if found else cursor.last()
-        if not found or len(cursor.key()) != _U64.size or len(cursor.value()) != _U64.size:
-            raise StoreError(f"no stored block holds leaf {leaf}; run `nanum node check --full`")
+        if not found:
+            return None
+        if len(cursor.key()) != _U64.size or len(cursor.value()) != _U64.size:
+            raise StoreError(f"the block-start index is damaged near leaf {leaf}; run `nanum node check --full`")
         return _U64.unpack(cursor.value())[0], leaf - _U64.unpack(cursor.key())[0]
 
 

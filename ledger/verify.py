@@ -37,7 +37,7 @@ from ledger.commitment import StateCommitment
 from ledger.encoding import DecodeError, decode, decode_prechecked
 from ledger.certificate import Certificate, CertificateError, quorum
 from ledger.checkpoint import CheckpointBody, CheckpointError, key_id, key_name, parse_note
-from ledger.merkle import leaf_hash, root_at
+from ledger.merkle import leaf_hash, node_hash, root_at
 from ledger.state import (
     BUCKET,
     DEPOSIT,
@@ -377,8 +377,8 @@ def check_store(store: Store) -> Problem | None:
     """The quick integrity check of a node's store, O(state + RECENT_BLOCKS_CHECKED blocks):
     the head is the newest stored block's header; the state table reproduces the stored state
     vector and the head's ``state_root``; the stored Merkle nodes give the head's ``tree_root``;
-    the newest blocks are hash-linked, and each entry is the Merkle leaf stored for it; their
-    certificates (where present) decode and name them. Older blocks are the full check's job
+    the newest blocks are hash-linked, and each entry's leaf hash matches the Merkle node
+    stored for its pair; their certificates (where present) decode and name them. Older blocks are the full check's job
     (``verify_store``). None for a healthy (or empty) store, else the first problem found."""
     try:
         with store.reader() as r:
@@ -398,8 +398,8 @@ def _check_store(store: Store, r: StoreReader) -> Problem | None:
     height = header.height
     if store.meta(b"chain_id") != header.chain_id:
         return Problem(height, None, "meta.chain_id", "differs from the head's chain id")
-    return (_check_state(r, header) or _check_tree(r, header)
-            or _check_recent_blocks(store, r, header))
+    return (_check_state(r, header) or _check_recent_blocks(store, r, header)
+            or _check_tree(r, header))
 
 
 def _check_state(r: StoreReader, header: Header) -> Problem | None:
@@ -446,23 +446,43 @@ def _check_recent_blocks(store: Store, r: StoreReader, head: Header) -> Problem 
         if block.header.hash() != expected_hash:
             what = "the stored head" if height == head.height else f"block {height + 1}'s prev_hash"
             return Problem(height, None, "header", f"the stored block's header is not the one {what} names")
-        problem = _check_leaves(r, block) or _check_stored_certificate(store, block.header)
+        problem = _check_leaves(r, block, head) or _check_stored_certificate(store, block.header)
         if problem is not None:
             return problem
         expected_hash = block.header.prev_hash
     return None
 
 
-def _check_leaves(r: StoreReader, block) -> Problem | None:
+def _check_leaves(r: StoreReader, block, head: Header) -> Problem | None:
+    """Each entry's leaf hash against the stored level-1 node of its pair (the store keeps no
+    leaves: they are the entries' hashes). A mismatch cannot tell which leaf of the pair changed,
+    so the problem names the first entry found and the message its pair; the full check names
+    the changed one. The other leaf of a pair across a block boundary is read from its block.
+    The unpaired last leaf of a tree of odd size is checked against the head's tree root."""
     header = block.header
     first_leaf = header.tree_size - len(block.entries)
-    for index, entry in enumerate(block.entries):
+    hashes = [leaf_hash(entry) for entry in block.entries]
+    for index, own in enumerate(hashes):
+        leaf = first_leaf + index
+        partner = leaf ^ 1
+        if partner >= head.tree_size:
+            if root_at(head.tree_size, r.merkle_node) != head.tree_root:
+                return Problem(header.height, index, "entry",
+                               "this entry, the tree's unpaired last leaf, and the stored Merkle nodes do not "
+                               "give the head's tree_root; `nanum node check --full` names which is damaged")
+            continue
+        inside = first_leaf <= partner < header.tree_size
         try:
-            stored = r.merkle_node(0, first_leaf + index)
+            other = hashes[partner - first_leaf] if inside else r.merkle_node(0, partner)
+            stored = r.merkle_node(1, leaf >> 1)
         except KeyError:
             stored = None
-        if stored != leaf_hash(entry):
-            return Problem(header.height, index, "entry", "differs from the Merkle leaf stored for it")
+        if stored is None or stored != (node_hash(own, other) if leaf % 2 == 0 else node_hash(other, own)):
+            other_place = (f"entry {partner - first_leaf}" if inside
+                           else f"leaf {partner}, in a neighbouring block")
+            return Problem(header.height, index, "entry",
+                           f"this entry or its leaf pair ({other_place}) differs from the Merkle node "
+                           "stored for the pair; `nanum node check --full` names which")
     return None
 
 

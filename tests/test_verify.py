@@ -548,7 +548,7 @@ def test_a_changed_transaction_record_is_found(store, chain):
     d1 = chain.txs["d1"].tx_id
     record = store.tx_record(d1)
     assert record.code == Code.OK
-    write(store, "txs", d1, dataclasses.replace(record, code=int(Code.UNKNOWN_MEMBER)).stored_bytes())
+    write(store, "txs", d1, dataclasses.replace(record, index=record.index + 1).stored_bytes())
     report = verify_store(store)
     assert_problem(report, 10, None, f"txs[{d1.hex()}]")
 
@@ -582,6 +582,43 @@ def test_stored_block_bytes_that_do_not_decompress_are_found_at_their_height(sto
     assert quick is not None and (quick.height, quick.field) == (4, "blocks")
     with pytest.raises(StoreError, match="stored block 4 does not decompress"):
         store.block(4)
+
+
+def _leaf_place(chain, name: str) -> tuple[int, int, int, int]:
+    """(height, index, leaf, partner leaf) of a named transaction."""
+    height, index = chain.where(name)
+    header = decode_block(chain.block(height)).header
+    leaf = header.tree_size - header.tx_count + index
+    return height, index, leaf, leaf ^ 1
+
+
+@pytest.mark.parametrize("name", ["d1", "d2", "r1", "refund_r1", "reverse_d3", "d5", "d6"])
+def test_the_quick_check_finds_a_changed_entry_of_a_recent_block(store, chain, name):
+    """The store keeps no leaves; the quick check hashes each entry of the newest blocks and
+    compares it, with its pair's other leaf, to the stored level-1 node. A changed entry whose
+    pair lies in its own block is named exactly; across a block boundary the message names both
+    sides; the unpaired last leaf of the tree is checked against the head's tree root."""
+    height, index, leaf, partner = _leaf_place(chain, name)
+    raw = chain.block(height)
+    tx = chain.txs[name]
+    write(store, "blocks", u64(height), compress_block(flip(raw, position_in_tx(raw, tx, tx.signature))))
+    problem = check_store(store)
+    assert problem is not None, "the changed entry was not found"
+    head = decode_block(chain.block(len(chain.blocks))).header
+    first_leaf = leaf - index
+    if partner >= head.tree_size:
+        assert (problem.height, problem.index, problem.field) == (head.height, index, "entry"), problem
+        assert "unpaired last leaf" in problem.reason
+    elif first_leaf <= partner < first_leaf + decode_block(raw).header.tx_count:
+        pair = {(height, index, f"(entry {partner - first_leaf})"), (height, partner - first_leaf, f"(entry {index})")}
+        assert problem.field == "entry" and any((problem.height, problem.index) == (h, i) and text in problem.reason
+                                                for h, i, text in pair), problem
+    elif problem.height == height:
+        assert (problem.index, problem.field) == (index, "entry") and f"leaf {partner}, in a neighbouring" \
+            in problem.reason, problem
+    else:       # the newer block of the two is checked first, and names this leaf as its pair
+        assert problem.field == "entry" and f"leaf {leaf}, in a neighbouring" in problem.reason, problem
+    assert verify_store(store).problem.height == height     # the full check names the block itself
 
 
 def test_a_deleted_stored_block_is_found_at_its_height(store):
