@@ -166,3 +166,32 @@ def test_a_leader_stopped_for_maintenance_hands_leadership_over_first(cluster):
     register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
     with cluster.client("centre") as client:
         assert client.submit(register.raw).code == 0
+
+
+OUTAGE_S = 12.0                # long enough for gRPC's default reconnect backoff to reach ~6 s
+HEARD_WITHIN_S = 3.0           # RECONNECT_BACKOFF_MS caps the wait at 1 s (+20% jitter)
+
+
+def test_a_node_back_from_a_long_outage_is_brought_up_to_date_at_once(cluster):
+    """The leader's link to a dead peer keeps failing; gRPC's own reconnect backoff (1 s, x1.6,
+    up to 120 s) then decided when it dialled again, and a node down for half a minute was sent
+    nothing for ~10 s after it came back. The links bound that backoff."""
+    from node.peers import RECONNECT_BACKOFF_MS
+    assert RECONNECT_BACKOFF_MS[1] / 1000 * 1.2 < HEARD_WITHIN_S
+    leader = cluster.leader()
+    follower = next(i for i in range(cluster.nodes) if i != leader)
+    cluster.kill(follower)
+    with cluster.client("centre") as client:
+        client.submit(make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
+                              RegisterMember(os.urandom(32))).raw)
+    time.sleep(OUTAGE_S)
+    target = cluster.statuses()[leader].applied_height
+    cluster.start(follower)                     # returns once it serves
+    back = time.monotonic()
+    while time.monotonic() - back < 4 * HEARD_WITHIN_S:
+        status = cluster.statuses().get(follower)
+        if status is not None and status.applied_height >= target:
+            break
+        time.sleep(0.05)
+    waited_s = time.monotonic() - back
+    assert waited_s <= HEARD_WITHIN_S, f"the restarted node reached the leader's height only after {waited_s:.1f} s"
