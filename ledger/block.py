@@ -21,6 +21,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import msgpack
+
 from ledger.codes import Code
 from ledger.commitment import StateCommitment
 from ledger.encoding import (
@@ -125,6 +127,26 @@ class Block:
     @property
     def hash(self) -> bytes:
         return self.header.hash()
+
+
+def claimed_height(raw: bytes) -> int | None:
+    """The height an encoded block's header claims, read from its first bytes without checking
+    anything else (None if they do not hold one): for deciding what to ask a peer for next,
+    never for accepting the block."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(raw[:HEADER_PREFIX_BYTES])
+    try:
+        if unpacker.read_array_header() != 2 or unpacker.read_array_header() != 9:
+            return None
+        unpacker.skip()                       # tag
+        unpacker.skip()                       # chain id
+        height = unpacker.unpack()
+    except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError):
+        return None
+    return height if type(height) is int and 0 <= height < 2 ** 64 else None
+
+
+HEADER_PREFIX_BYTES = 512     # holds a header's tag, chain id and height (both bounded far below)
 
 
 def decode_block(raw: bytes, prechecked: bool = False) -> Block:

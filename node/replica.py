@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ledger.block import BlockError, ExecutedBlock, decode_block
+from ledger.block import BlockError, ExecutedBlock, claimed_height, decode_block
 from ledger.certificate import Certificate, CertificateError, endorse
 from ledger.encoding import DecodeError, decode, encode
 from ledger.keys import SigningKey, party_id
@@ -70,6 +70,10 @@ MAX_CATCH_UP_BYTES = 1024 * 1024
 # A node catching up asks again for blocks only if this many ticks passed since it last asked
 # (a lost request or peer); an answer still being verified must not be asked for twice.
 CATCH_UP_RETRY_TICKS = 40
+# A node catching up asks for the next blocks as soon as an answer arrives, before verifying and
+# installing it, so that one answer is installed while the next is verified and a third
+# travels; it stops asking ahead while this many answers have arrived and are not installed.
+CATCH_UP_AHEAD_ANSWERS = 2
 
 META_APPLIED = b"raft_applied"              # [index, term] of the last consensus entry applied
 META_CERTIFIED = b"certified_through"       # uint
@@ -114,6 +118,9 @@ class Replica:
         self._unsaved_since_tick = 0
         self._catch_up: CatchUp | None = None
         self._blocks_requested_tick = 0
+        self._blocks_requested_from = 0       # first height of the newest BlocksRequest
+        self._answers_ahead: deque[int] = deque()   # first heights of arrived answers that asked
+                                                    # ahead, not yet installed
         node_keys = self._node_keys()
         if self.id not in node_keys:
             raise ValueError("this node's key is not an active node of the consortium")
@@ -335,11 +342,31 @@ class Replica:
 
     # --- catch-up ----------------------------------------------------------------------------
 
-    def _request_blocks(self) -> None:
+    def _request_blocks(self, from_height: int | None = None) -> None:
+        """Asks the leader for blocks from ``from_height``; by default from the next height to
+        install, which also forgets the answers asked ahead of (a retry starts over)."""
         if self._catch_up is not None:
+            if from_height is None:
+                self._answers_ahead.clear()
             self._blocks_requested_tick = self._ticks
-            self.out.messages.append(BlocksRequest(self.id, self._catch_up.leader, self.height + 1,
+            self._blocks_requested_from = self.height + 1 if from_height is None else from_height
+            self.out.messages.append(BlocksRequest(self.id, self._catch_up.leader, self._blocks_requested_from,
                                                    MAX_BLOCKS_PER_RESPONSE))
+
+    def request_ahead(self, message: BlocksResponse, first_height: int | None) -> None:
+        """Asks for the blocks after a catch-up answer that has arrived and is not installed yet,
+        so that they travel while this one is verified and installed. ``first_height`` is the
+        height the answer's first block claims (unchecked: it only decides what to ask for).
+        Only the answer to the newest request moves the request on, once, and only while fewer
+        than CATCH_UP_AHEAD_ANSWERS answers have arrived and are not installed. The runtime
+        calls this on arrival; receiving the answer calls it too (then it does nothing new)."""
+        if self._catch_up is None or message.raft_index >= self._catch_up.index or not message.blocks:
+            return
+        while self._answers_ahead and self._answers_ahead[0] <= self.height:
+            self._answers_ahead.popleft()
+        if first_height == self._blocks_requested_from and len(self._answers_ahead) < CATCH_UP_AHEAD_ANSWERS:
+            self._answers_ahead.append(first_height)
+            self._request_blocks(first_height + len(message.blocks))
 
     def _on_blocks_request(self, message: BlocksRequest) -> None:
         blocks, positions, size = [], [], 0
@@ -363,6 +390,7 @@ class Replica:
         """Verifies and stores certified blocks; once past the notice's index, resumes Raft."""
         if self._catch_up is None:
             return
+        self.request_ahead(message, claimed_height(message.blocks[0][0]) if message.blocks else None)
         for (block, certificate), position in zip(message.blocks, message.positions):
             if not self._install(block, certificate, position):
                 return
@@ -370,7 +398,7 @@ class Replica:
             self.storage.restore(message.raft_index, message.raft_term)
             self.raft.restore(message.raft_index, message.raft_term)
             self._catch_up = None
-        else:
+        elif self._blocks_requested_from <= self.height:     # nothing asked for past what we hold
             self._request_blocks()
 
     def _install(self, block: bytes, certificate_raw: bytes, position: tuple[int, int]) -> bool:

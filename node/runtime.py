@@ -22,9 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ledger.block import decode_block
+from ledger.block import claimed_height
 from ledger.codes import Code
-from ledger.encoding import DecodeError
 from ledger.keys import read_key_file
 from ledger.ledger import Ledger
 from ledger.store import Store
@@ -221,12 +220,24 @@ class NodeRuntime:
             self._applied_event.set()
             self._applied_event = asyncio.Event()
 
+    def request_ahead(self, message: BlocksResponse) -> int | None:
+        """Replica.request_ahead for a catch-up answer, its request sent at once; returns the
+        height the answer's first block claims."""
+        first_height = claimed_height(message.blocks[0][0]) if message.blocks else None
+        self.replica.request_ahead(message, first_height)
+        self.after_replica()
+        return first_height
+
     async def precheck(self, message: BlocksResponse) -> None:
-        """Verifies the transactions of a catch-up response on every core before the replica
-        installs it, so that its install finds them checked (the replica alone would verify
-        them one by one on the event loop's thread). Skipped when the replica would ignore the
-        response anyway."""
-        if not self.replica.catching_up or not message.blocks or not self._extends_head(message.blocks[0][0]):
+        """On a catch-up answer's arrival: asks for the next blocks at once (Replica.request_ahead),
+        then verifies this answer's transactions on every core before the replica installs it,
+        so that its install finds them checked (the replica alone would verify them one by one
+        on the event loop's thread). The service starts this for the next answer while the
+        replica installs the previous one. Skipped for blocks the node already holds."""
+        if not self.replica.catching_up or not message.blocks:
+            return
+        first_height = self.request_ahead(message)
+        if first_height is None or first_height <= self.ledger.height:
             return
         loop = asyncio.get_running_loop()
         blocks = [block for block, _ in message.blocks]
@@ -235,13 +246,6 @@ class NodeRuntime:
                                                               self.ledger.chain_id) for share in shares))
         for checked in results:
             self.replica.verified.remember(checked)
-
-    def _extends_head(self, block: bytes) -> bool:
-        """Whether ``block`` claims the next height (a repeated answer would be ignored)."""
-        try:
-            return decode_block(block).header.height == self.ledger.height + 1
-        except DecodeError:
-            return False
 
     def _resolve(self, executed) -> None:
         header = executed.block.header

@@ -194,6 +194,10 @@ def peer_identity(context):
         return None
 
 
+READ_AHEAD_MESSAGES = 2        # decoded messages of one peer's stream waiting for the replica
+_END_OF_STREAM = object()
+
+
 class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
     def __init__(self, runtime: NodeRuntime) -> None:
         self.runtime = runtime
@@ -206,23 +210,51 @@ class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
         peer_id = identity.party_id.hex()
         if peer_id not in replica._node_keys() or peer_id == replica.id:
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "this node is not in the current node set")
-        received = refused = 0
-        async for envelope in request_iterator:
-            try:
-                message = decode_message(envelope.message)
-            except CodecError as exc:
-                refused += 1
-                log.warning("refused a message from %s: %s", peer_id[:12], exc)
-                continue
-            if message.sender != peer_id or message.recipient != replica.id:
-                refused += 1
-                continue
-            received += 1
-            if isinstance(message, BlocksResponse):
+        counts = {"received": 0, "refused": 0}
+        # Messages are handed to the replica strictly in stream order; the reader runs ahead by
+        # at most READ_AHEAD_MESSAGES so that a catch-up answer is verified (on other threads)
+        # while the replica still installs the one before it.
+        ahead: asyncio.Queue = asyncio.Queue(READ_AHEAD_MESSAGES)
+        reader = asyncio.create_task(self._read(request_iterator, peer_id, ahead, counts))
+        try:
+            while (item := await ahead.get()) is not _END_OF_STREAM:
+                if isinstance(item, BaseException):
+                    raise item
+                message, verifying = item
+                if verifying is not None:
+                    try:
+                        await verifying
+                    except Exception:      # only a speed-up: the replica checks everything itself
+                        log.exception("verifying a catch-up response ahead failed; the replica checks it")
+                    self.runtime.request_ahead(message)    # sent now, not after the install
+                replica.receive(message)
+                self.runtime.after_replica()
+        finally:
+            reader.cancel()
+        return consensus_pb2.ExchangeSummary(**counts)
+
+    async def _read(self, request_iterator, peer_id: str, ahead: asyncio.Queue, counts: dict[str, int]) -> None:
+        """Decodes and checks the stream's messages into ``ahead``, starting the verification of
+        each catch-up answer at once; ends with _END_OF_STREAM, or the stream's error."""
+        replica = self.runtime.replica
+        try:
+            async for envelope in request_iterator:
                 try:
-                    await self.runtime.precheck(message)
-                except Exception:          # only a speed-up: the replica checks everything itself
-                    log.exception("verifying a catch-up response ahead failed; the replica checks it")
-            replica.receive(message)
-            self.runtime.after_replica()
-        return consensus_pb2.ExchangeSummary(received=received, refused=refused)
+                    message = decode_message(envelope.message)
+                except CodecError as exc:
+                    counts["refused"] += 1
+                    log.warning("refused a message from %s: %s", peer_id[:12], exc)
+                    continue
+                if message.sender != peer_id or message.recipient != replica.id:
+                    counts["refused"] += 1
+                    continue
+                counts["received"] += 1
+                verifying = (asyncio.ensure_future(self.runtime.precheck(message))
+                             if isinstance(message, BlocksResponse) else None)
+                await ahead.put((message, verifying))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:       # the stream broke: the handler re-raises it in order
+            await ahead.put(exc)
+            return
+        await ahead.put(_END_OF_STREAM)

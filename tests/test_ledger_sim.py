@@ -241,15 +241,12 @@ def test_a_catch_up_install_that_fails_to_store_leaves_nothing_counted_as_certif
     assert victim.replica.certified_height == leader.replica.certified_height
 
 
-def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() -> None:
-    """An answer can take a while to verify and install; asking again every RETRY_TICKS made
-    the serving node send the same megabyte several times over. A request that goes unanswered
-    is repeated after CATCH_UP_RETRY_TICKS."""
+def _catching_up_with_its_requests_lost(name: str):
+    """A wiped node that has been told to catch up, every block request it sent lost."""
     from node.codec import BlocksRequest
-    from node.replica import CATCH_UP_RETRY_TICKS, RETRY_TICKS
     cluster = _Cluster()
     deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40
-    leader, victim, _ = _deposits_while_a_node_is_down(cluster, "retry", deposits)
+    leader, victim, _ = _deposits_while_a_node_is_down(cluster, name, deposits)
     victim.lose_disk()
     victim.storage = MemoryRaftStorage()
     cluster.start(victim)
@@ -268,6 +265,17 @@ def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() 
         if victim.replica.catching_up:
             break
     assert victim.replica.catching_up
+    victim.replica.take()
+    return cluster, leader, victim
+
+
+def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() -> None:
+    """An answer can take a while to verify and install; asking again every RETRY_TICKS made
+    the serving node send the same megabyte several times over. A request that goes unanswered
+    is repeated after CATCH_UP_RETRY_TICKS."""
+    from node.codec import BlocksRequest
+    from node.replica import CATCH_UP_RETRY_TICKS, RETRY_TICKS
+    _, _, victim = _catching_up_with_its_requests_lost("retry")
     asked_at = []
     for tick in range(1, 3 * CATCH_UP_RETRY_TICKS + 1):
         victim.replica.tick()
@@ -276,6 +284,79 @@ def test_a_node_catching_up_asks_again_only_after_the_catch_up_retry_interval() 
     assert CATCH_UP_RETRY_TICKS > RETRY_TICKS and len(asked_at) >= 2, asked_at
     gaps = [b - a for a, b in zip(asked_at, asked_at[1:])]
     assert all(CATCH_UP_RETRY_TICKS <= gap <= CATCH_UP_RETRY_TICKS + RETRY_TICKS for gap in gaps), asked_at
+
+
+def _answer(leader, victim, first: int, count: int = 1):
+    from node.codec import BlocksResponse
+    heights = range(first, first + count)
+    return BlocksResponse(leader.node_id, victim.node_id,
+                          tuple((leader.ledger.block(h), leader.replica.certificate(h)) for h in heights),
+                          1, 1, tuple((1, 1) for _ in heights))
+
+
+def _asked(replica) -> list[int]:
+    from node.codec import BlocksRequest
+    return [m.from_height for m in replica.take().messages if isinstance(m, BlocksRequest)]
+
+
+def test_an_arriving_answer_asks_for_the_next_only_for_the_newest_request_and_within_the_bound() -> None:
+    """Replica.request_ahead, called by the runtime when an answer arrives (before verifying
+    and installing it): the answer to the newest request asks for the blocks after it, up to
+    CATCH_UP_AHEAD_ANSWERS answers not yet installed; a retry starts over from the head."""
+    from node.replica import CATCH_UP_AHEAD_ANSWERS, CATCH_UP_RETRY_TICKS
+    _, leader, victim = _catching_up_with_its_requests_lost("ahead")
+    replica = victim.replica
+    assert replica.height == 0 and CATCH_UP_AHEAD_ANSWERS == 2
+    replica.request_ahead(_answer(leader, victim, 1, 2), 1)
+    assert _asked(replica) == [3]
+    replica.request_ahead(_answer(leader, victim, 1, 2), 1)           # the same answer again
+    replica.request_ahead(_answer(leader, victim, 5, 1), 5)           # not the newest request's
+    replica.request_ahead(_answer(leader, victim, 3, 1), None)        # no readable first height
+    assert _asked(replica) == []
+    replica.request_ahead(_answer(leader, victim, 3, 2), 3)
+    assert _asked(replica) == [5]
+    replica.request_ahead(_answer(leader, victim, 5, 1), 5)           # two answers wait already
+    assert _asked(replica) == []
+    for _ in range(CATCH_UP_RETRY_TICKS + 10):                        # nothing came: ask again
+        replica.tick()
+    assert _asked(replica) == [1]
+    replica.request_ahead(_answer(leader, victim, 1, 1), 1)
+    assert _asked(replica) == [2]
+
+
+def test_a_node_catching_up_asks_for_the_next_answer_before_installing_one(monkeypatch) -> None:
+    """Over a whole catch-up (one block per answer here): each answer but the last is installed
+    with the next one already asked for, and no range is asked for twice."""
+    from node import replica as replica_module
+    monkeypatch.setattr(replica_module, "MAX_CATCH_UP_BYTES", 16)      # one block per answer
+    cluster = _Cluster()
+    deposits = LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES + 40
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, "pipelined", deposits)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    replica, asked, ahead_at_install = victim.replica, [], []
+    take, install = replica.take, replica._install
+
+    def recording_take():
+        out = take()
+        asked.extend(m.from_height for m in out.messages if type(m).__name__ == "BlocksRequest")
+        return out
+
+    def recording_install(block, certificate, position):
+        ahead_at_install.append(replica._blocks_requested_from - (replica.height + 1))
+        return install(block, certificate, position)
+    monkeypatch.setattr(replica, "take", recording_take)
+    monkeypatch.setattr(replica, "_install", recording_install)
+    for _ in range(300):
+        cluster.pump(1)
+        if replica.certified_height == leader.replica.certified_height:
+            break
+    assert len(ahead_at_install) > 10, "catch-up took too few answers to test anything"
+    assert len(asked) == len(set(asked)) and asked == sorted(asked), asked
+    assert ahead_at_install[:-1] == [1] * (len(ahead_at_install) - 1), ahead_at_install
+    assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
+    assert victim.ledger.balance(member.party_id)[0] == deposits
 
 
 def test_a_block_larger_than_a_catch_up_response_is_still_served_alone(monkeypatch) -> None:
