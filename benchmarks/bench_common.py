@@ -382,6 +382,25 @@ def loadgen_main(spec_file: str, out_file: str) -> None:
     os._exit(0)      # daemon threads stuck in a call must not keep the process alive
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(nodes_cpu_s: dict[str, float], client_cpu_s: float, committed: int) -> str:
+    """Each process's CPU per committed transaction, and the rate those costs allow on this
+    machine's cores if nothing but them ran: the ceiling of this implementation here."""
+    per_tx = {name: cpu / max(1, committed) * 1e6 for name, cpu in nodes_cpu_s.items()}
+    client_us = client_cpu_s / max(1, committed) * 1e6
+    total_us = sum(per_tx.values()) + client_us
+    cores = os.cpu_count() or 1
+    return ("CPU per committed transaction: " + ", ".join(f"{name} {us:,.0f} µs" for name, us in per_tx.items())
+            + f", load client {client_us:,.0f} µs; {total_us:,.0f} µs in all = a ceiling of "
+            f"{cores / total_us * 1e6:,.0f} tx/s on {cores} cores at these costs")
+
+
 def describe(result: LoadResult) -> dict[str, float]:
     """The figures of a run: rate, p50 and p99 latency in ms, client CPU per request in µs."""
     lat = result.latencies_s or [float("nan")]

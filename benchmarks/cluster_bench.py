@@ -47,6 +47,7 @@ import grpc  # noqa: E402
 from benchmarks.bench_common import (  # noqa: E402
     LoadSpec,
     busy_processes,
+    cpu_line,
     describe,
     du_bytes,
     git_state,
@@ -54,6 +55,7 @@ from benchmarks.bench_common import (  # noqa: E402
     load_average,
     machine,
     median,
+    process_cpu_s,
     run_load,
     summary_line,
     target_line,
@@ -177,6 +179,16 @@ class Consortium:
     def leader_height(self) -> int:
         return self.heights()[self.cluster.leader()][0]
 
+    def nodes_cpu_s(self) -> dict[int, float]:
+        return {i: process_cpu_s(process.pid) for i, process in self.cluster.processes.items()}
+
+    def cpu_line(self, before: dict[int, float], result) -> str:
+        """CPU per committed transaction of each node process and of the load client."""
+        leader = self.cluster.leader()
+        after = self.nodes_cpu_s()
+        used = {("leader" if i == leader else f"follower {i}"): after[i] - before[i] for i in sorted(after)}
+        return cpu_line(dict(sorted(used.items())), result.client_cpu_s, result.succeeded)
+
     def blocks_line(self, before: int, txs: int) -> str:
         blocks = self.leader_height() - before
         return f"{blocks} blocks for {txs} transactions = {txs / max(1, blocks):.1f} tx per block"
@@ -207,9 +219,11 @@ class Consortium:
 def run_w1(con: Consortium, count: int, folder: Path) -> dict:
     raws = [con.deposit(random.choice(con.members), 10, f"W1-{i}") for i in range(count)]
     before = con.leader_height()
+    cpu_before = con.nodes_cpu_s()
     result = run_load(con.spec([raws], deadline_s=600, channels=1), folder)
     say("[W1] " + summary_line("nanum sequential, 1 client", result))
     say("[W1] " + con.blocks_line(before, result.succeeded))
+    say("[W1] " + con.cpu_line(cpu_before, result))
     return describe(result) | {"result": result}
 
 
@@ -228,11 +242,13 @@ def run_w2(con: Consortium, total: int, clients: int, folder: Path, profile: str
     work = w2_work(con, total, clients)
     before = con.leader_height()
     profilers = _start_profilers(con, profile, folder) if profile else []
+    cpu_before = con.nodes_cpu_s()
     result = run_load(con.spec(work, deadline_s=600, channels=CHANNELS), folder)
     for profiler in profilers:
         _stop_profiler(profiler)
     say("[W2] " + summary_line(f"nanum {clients} concurrent clients, {CHANNELS} connections", result))
     say("[W2] " + con.blocks_line(before, result.succeeded))
+    say("[W2] " + con.cpu_line(cpu_before, result))
     return describe(result) | {"result": result}
 
 
