@@ -18,13 +18,11 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
 from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFY_FAILED, UserError, json_option
-from cli.node_cmds import node_group
-from cli.session import talking
 from ledger.block import BlockError, decode_genesis_block
 from ledger.certificate import Certificate
 from ledger.checkpoint import CheckpointBody, signed_note
@@ -41,7 +39,6 @@ from ledger.parallel import MAX_WORKERS, default_workers, verify_chain_parallel
 from ledger.state import MemoryState
 from ledger.store import Store, StoreError
 from ledger.verify import NoteError, Problem, Report, check_store, verify_note, verify_store
-from node.client import LedgerClient, TlsFiles
 from node.config import ConfigError, load_client_config, load_config
 
 PAGE_BLOCKS = 64                      # blocks asked of a node per StreamBlocks call
@@ -79,7 +76,17 @@ class Anchor:
         self.node_keys = [party.public_key for party in self.genesis.nodes]
 
 
+if TYPE_CHECKING:
+    from node.client import LedgerClient
+
+
+def _talking():
+    from cli.session import talking      # gRPC: imported only by commands that talk to nodes
+    return talking()
+
+
 def _client_and_anchor(client_file: Path, genesis_file: Path | None) -> tuple[LedgerClient, Anchor]:
+    from node.client import LedgerClient, TlsFiles
     try:
         config = load_client_config(client_file)
     except ConfigError as exc:
@@ -141,7 +148,7 @@ def audit_group() -> None:
 def audit_export(client_file: Path | None, out: Path, genesis_file: Path | None, as_json: bool) -> None:
     """Write the node's certified blocks to an export file (resumable after an interruption)."""
     client, anchor = _client_and_anchor(_required_client(client_file), genesis_file)
-    with client, talking():
+    with client, _talking():
         writer, resumed_at = _open_export(client, anchor, out)
         with writer:
             first = writer.next_height
@@ -248,7 +255,7 @@ def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> t
 
 def _verify_node(client_file: Path, genesis_file: Path | None, workers: int, as_json: bool) -> tuple[Report, str]:
     client, anchor = _client_and_anchor(client_file, genesis_file)
-    with client, talking():
+    with client, _talking():
         if _node_genesis(client) != anchor.raw:
             problem = Problem(0, None, "genesis", f"the node's block 0 is not the genesis block of {anchor.path}")
             return Report().fail(problem), client.addresses[0]
@@ -358,7 +365,7 @@ def _read_note(path: Path) -> str:
 def audit_checkpoint(client_file: Path | None, out: Path | None, genesis_file: Path | None, as_json: bool) -> None:
     """Fetch the latest certified checkpoint as a signed note, checked against the genesis node keys."""
     client, anchor = _client_and_anchor(_required_client(client_file), genesis_file)
-    with client, talking():
+    with client, _talking():
         note = _latest_note(client, anchor)
     body = _checked(note, anchor, "the node's checkpoint")
     if out is not None:
@@ -393,7 +400,7 @@ def audit_consistency(client_file: Path | None, old_file: Path, new_file: Path |
     client, anchor = _client_and_anchor(_required_client(client_file), genesis_file)
     old_text = _read_note(old_file)
     new_text = _read_note(new_file) if new_file is not None else None
-    with client, talking():
+    with client, _talking():
         old = _checked(old_text, anchor, f"old checkpoint {old_file}")
         if new_text is None:
             new_text = _latest_note(client, anchor)
@@ -482,4 +489,3 @@ def _check_node_store(store: Store, genesis_file: Path, full: bool) -> tuple[Pro
     return None, store.height()
 
 
-node_group.add_command(node_check)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
-from node.client import LedgerClient, TlsFiles
-from node.config import ConfigError, load_client_config
+if TYPE_CHECKING:
+    from node.client import LedgerClient
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -40,6 +42,8 @@ def passphrase(env_name: str | None) -> bytes | None:
 
 def client_from(client_file: Path) -> LedgerClient:
     """A LedgerClient from a client.toml (as written by ``nanum init``)."""
+    from node.client import LedgerClient, TlsFiles      # gRPC: only for commands that talk to nodes
+    from node.config import ConfigError, load_client_config
     try:
         config = load_client_config(client_file)
     except ConfigError as exc:

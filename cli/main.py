@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
@@ -18,17 +17,36 @@ import click
 from ledger.keys import KeyFileError, SigningKey, read_key_file, write_key_file
 
 from cli.common import UserError, passphrase
+from cli.lazy import LazyGroup
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version     # 40 ms: only for --version
     try:
         return version("nanum-ledger")
     except PackageNotFoundError:
         return "unknown"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(_version(), prog_name="nanum")
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"nanum, version {_version()}")
+        ctx.exit()
+
+
+COMMANDS = {   # name -> "module:attribute", imported when the command is used (cli.lazy)
+    "init": "cli.node_cmds:init", "node": "cli.node_cmds:node_group", "status": "cli.node_cmds:status",
+    "member": "cli.tx_cmds:member_group", "deposit": "cli.tx_cmds:deposit", "voucher": "cli.tx_cmds:voucher_group",
+    "redeem": "cli.tx_cmds:redeem", "refund": "cli.tx_cmds:refund", "reverse": "cli.tx_cmds:reverse",
+    "balance": "cli.read_cmds:balance", "history": "cli.read_cmds:history", "tx": "cli.read_cmds:tx_group",
+    "audit": "cli.audit_cmds:audit_group", "receipt": "cli.receipt_cmds:receipt_group",
+    "settlement": "cli.receipt_cmds:settlement_group",
+}
+
+
+@click.group(cls=LazyGroup, lazy_commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main() -> None:
     """nanum: the Nanum Bank's permissioned ledger of volunteer and donation points."""
 
@@ -82,34 +100,6 @@ def demo() -> None:
 
     sys.exit(run_demo())
 
-
-from cli.node_cmds import init, node_group, status  # noqa: E402  (commands register below)
-
-main.add_command(init)
-main.add_command(node_group)
-main.add_command(status)
-
-from cli.read_cmds import balance, history, tx_group  # noqa: E402
-from cli.tx_cmds import deposit, member_group, redeem, refund, reverse, voucher_group  # noqa: E402
-
-main.add_command(member_group)
-main.add_command(deposit)
-main.add_command(voucher_group)
-main.add_command(redeem)
-main.add_command(refund)
-main.add_command(reverse)
-main.add_command(balance)
-main.add_command(history)
-main.add_command(tx_group)
-
-from cli.audit_cmds import audit_group  # noqa: E402  (also adds `node check` to the node group)
-
-main.add_command(audit_group)
-
-from cli.receipt_cmds import receipt_group, settlement_group  # noqa: E402
-
-main.add_command(receipt_group)
-main.add_command(settlement_group)
 
 if __name__ == "__main__":
     main()

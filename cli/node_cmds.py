@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from cli.common import EXIT_UNAVAILABLE, UserError, client_from, json_option
+from cli.lazy import LazyGroup
 from ledger.keys import KeyFileError
 from ledger.store import StoreError
 from node.config import ConfigError, load_config
@@ -55,7 +56,7 @@ def init(folder: Path, name: str, nodes: int, centres, partners, admins: int, th
         click.echo(f"  {client.role} {client.name}: --client {client.config_file}")
 
 
-@click.group("node")
+@click.group("node", cls=LazyGroup, lazy_commands={"check": "cli.audit_cmds:node_check"})
 def node_group() -> None:
     """Run a node."""
 
