@@ -383,9 +383,12 @@ def loadgen_main(spec_file: str, out_file: str) -> None:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds a live process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """User + system CPU seconds a live process has used so far (Linux /proc); NaN once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -396,9 +399,10 @@ def cpu_line(nodes_cpu_s: dict[str, float], client_cpu_s: float, committed: int)
     client_us = client_cpu_s / max(1, committed) * 1e6
     total_us = sum(per_tx.values()) + client_us
     cores = os.cpu_count() or 1
+    ceiling = f"{cores / total_us * 1e6:,.0f} tx/s" if total_us > 0 else "(too short to tell)"
     return ("CPU per committed transaction: " + ", ".join(f"{name} {us:,.0f} µs" for name, us in per_tx.items())
             + f", load client {client_us:,.0f} µs; {total_us:,.0f} µs in all = a ceiling of "
-            f"{cores / total_us * 1e6:,.0f} tx/s on {cores} cores at these costs")
+            f"{ceiling} on {cores} cores at these costs")
 
 
 def describe(result: LoadResult) -> dict[str, float]:

@@ -183,7 +183,8 @@ class Consortium:
         return {i: process_cpu_s(process.pid) for i, process in self.cluster.processes.items()}
 
     def cpu_line(self, before: dict[int, float], result) -> str:
-        """CPU per committed transaction of each node process and of the load client."""
+        """CPU per committed transaction of each node process and of the load client (the
+        leader named is the one after the run)."""
         leader = self.cluster.leader()
         after = self.nodes_cpu_s()
         used = {("leader" if i == leader else f"follower {i}"): after[i] - before[i] for i in sorted(after)}

@@ -24,6 +24,7 @@ class LazyGroup(click.Group):
         if name in self.lazy_commands and name not in self.commands:
             module, attribute = self.lazy_commands[name].split(":")
             command = getattr(importlib.import_module(module), attribute)
-            assert isinstance(command, click.Command) and command.name == name, self.lazy_commands[name]
+            if not isinstance(command, click.Command) or command.name != name:
+                raise RuntimeError(f"{self.lazy_commands[name]} is not the command {name!r}")
             self.add_command(command)
         return super().get_command(ctx, name)

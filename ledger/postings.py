@@ -8,8 +8,8 @@ transactions in ascending order, cut into chunks. One chunk is one LMDB entry:
 
 where each delta is an unsigned LEB128 varint >= 1, the gap from the previous leaf of the chunk
 (the first of them from ``first_leaf``), and ``last_leaf`` is where they end. A chunk holds at
-most MAX_CHUNK_BYTES of value, so that LMDB keeps it inside a page instead of on overflow pages
-of its own. Appending rewrites only a party's last chunk; ``last_leaf`` lets that happen without
+most MAX_CHUNK_BYTES of deltas (a value of at most 1,032 bytes), so that LMDB keeps it inside a
+page instead of on overflow pages of its own. Appending rewrites only a party's last chunk; ``last_leaf`` lets that happen without
 decoding the deltas.
 
 This replaced one entry per (party, transaction) (layout 4, 128 bytes per transaction at

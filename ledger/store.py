@@ -393,11 +393,17 @@ class StoreReader:
         return nodes[0]
 
     def _leaf(self, index: int) -> bytes:
+        """A leaf, hashed from its block entry; KeyError beyond the stored blocks' entries,
+        StoreError if the block-start index and the block disagree."""
         location = self._location(index)
         found = None if location is None else self._entry(*location)
         if found is None:
             raise KeyError((0, index))
-        return leaf_hash(found[0])
+        entry, first_leaf = found
+        if first_leaf != index - location[1]:
+            raise StoreError(f"the block-start index puts leaf {index} in block {location[0]}, whose first leaf "
+                             f"is {first_leaf}; run `nanum node check --full`")
+        return leaf_hash(entry)
 
     def _stored_nodes(self, level: int, first: int, count: int) -> list[bytes]:
         """``count`` consecutive stored nodes of a stored level; KeyError at the first missing."""
@@ -447,10 +453,9 @@ class StoreReader:
         return None if raw is None else decode_block(raw)
 
     def head(self) -> ChainHead | None:
-        raw = self._txn.get(b"head", db=self._db["meta"])
-        if raw is None:
+        header = self.head_header()
+        if header is None:
             return None
-        header = Header.from_wire(decode(raw))
         vector = self._txn.get(b"state_vector", db=self._db["meta"])
         return ChainHead(header, Frontier.load(header.tree_size, self.merkle_node),
                          StateCommitment.from_bytes(vector))
@@ -461,18 +466,23 @@ class StoreReader:
     def _entry(self, height: int, index: int) -> tuple[bytes, int] | None:
         """(entry, the block's first leaf) of one entry of a stored block, without decoding the
         others canonically (the block was verified when it was stored; the entry itself is
-        decoded in full by the caller). None if there is no such well-formed entry."""
+        decoded in full by the caller). None if no block is stored at ``height`` or it has no
+        entry ``index``; StoreError if the stored block does not decode as one."""
         raw = self.block(height)
         if raw is None:
             return None
         try:
             header, entries = decode_prechecked(raw)
-            entry, first_leaf = entries[index], header[HEADER_TREE_SIZE] - header[HEADER_TX_COUNT]
+            first_leaf = header[HEADER_TREE_SIZE] - header[HEADER_TX_COUNT]
         except (ValueError, TypeError, IndexError, KeyError, msgpack.ExtraData):
+            first_leaf = entries = None
+        if type(first_leaf) is not int or first_leaf < 0 or type(entries) is not list:
+            raise StoreError(f"the stored block {height} does not decode as a block; run `nanum node check --full`")
+        if not 0 <= index < len(entries):
             return None
-        if not isinstance(entry, bytes) or not isinstance(first_leaf, int) or first_leaf < 0:
-            return None
-        return entry, first_leaf
+        if type(entries[index]) is not bytes:
+            raise StoreError(f"the stored block {height} has a malformed entry {index}; run `nanum node check --full`")
+        return entries[index], first_leaf
 
     def tx_locations(self) -> Iterator[tuple[bytes, tuple[int, int]]]:
         """Every (tx_id, TxRecord.location) of the transaction index."""
@@ -484,24 +494,38 @@ class StoreReader:
 
     def account_entries(self, party: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, int]]:
         """(leaf index, height, index in block) of transactions touching ``party``, oldest first,
-        strictly after ``after_leaf``; at most ``limit``. StoreError if the index is damaged."""
+        strictly after ``after_leaf``; at most ``limit``. StoreError if the index is damaged:
+        a chunk that does not decode, leaves not ascending across chunks, or beyond the tree."""
         leaves: list[int] = []
+        last = -1
         cursor = self._txn.cursor(db=self._db["accounts"])
         if _chunk_holding(cursor, party, after_leaf + 1):
             for key, value in cursor:
                 if key[:len(party)] != party or len(leaves) >= limit:
                     break
+                if len(key) != len(party) + _U64.size:
+                    raise StoreError(f"the history index of party {party.hex()} holds a malformed key; "
+                                     "run `nanum node check --full`")
                 first = _U64.unpack(key[len(party):])[0]
                 try:
-                    leaves.extend(leaf for leaf in chunk_leaves(first, value) if leaf > after_leaf)
+                    chunk = chunk_leaves(first, value)
+                    if first <= last:
+                        raise PostingError(f"the chunk does not start after the previous one's last leaf {last}")
                 except PostingError as exc:
                     raise StoreError(f"the history index of party {party.hex()} is damaged at leaf {first}: "
                                      f"{exc}; run `nanum node check --full`") from None
+                last = chunk[-1]
+                leaves.extend(leaf for leaf in chunk if leaf > after_leaf)
+        head = self.head_header()
         located = [(leaf, self._location(leaf)) for leaf in leaves[:limit]]
-        if any(location is None for _, location in located):
-            raise StoreError(f"the history index of party {party.hex()} names a leaf before every stored "
-                             "block; run `nanum node check --full`")
+        if any(location is None or head is None or leaf >= head.tree_size for leaf, location in located):
+            raise StoreError(f"the history index of party {party.hex()} names a leaf outside the stored tree; "
+                             "run `nanum node check --full`")
         return [(leaf, *location) for leaf, location in located]
+
+    def head_header(self) -> Header | None:
+        raw = self._txn.get(b"head", db=self._db["meta"])
+        return None if raw is None else Header.from_wire(decode(raw))
 
     def _location(self, leaf: int) -> tuple[int, int] | None:
         """(height, index in block) of the entry that is Merkle leaf ``leaf`` if a block starting

@@ -455,10 +455,13 @@ def _check_recent_blocks(store: Store, r: StoreReader, head: Header) -> Problem 
 
 def _check_leaves(r: StoreReader, block, head: Header) -> Problem | None:
     """Each entry's leaf hash against the stored level-1 node of its pair (the store keeps no
-    leaves: they are the entries' hashes). A mismatch cannot tell which leaf of the pair changed,
-    so the problem names the first entry found and the message its pair; the full check names
-    the changed one. The other leaf of a pair across a block boundary is read from its block.
-    The unpaired last leaf of a tree of odd size is checked against the head's tree root."""
+    leaves: they are the entries' hashes). A mismatch cannot tell which of the pair's leaves, or
+    the stored node, changed: the problem names the first entry found and the message its pair
+    (a changed entry the full check then names exactly; a damaged stored node only this check
+    finds). The other leaf of a pair across a block boundary is read from its block; a
+    neighbouring block that cannot be read is left to the check of that block. The unpaired last
+    leaf of a tree of odd size is checked against the head's tree root (a missing node there is
+    left to _check_tree)."""
     header = block.header
     first_leaf = header.tree_size - len(block.entries)
     hashes = [leaf_hash(entry) for entry in block.entries]
@@ -466,23 +469,34 @@ def _check_leaves(r: StoreReader, block, head: Header) -> Problem | None:
         leaf = first_leaf + index
         partner = leaf ^ 1
         if partner >= head.tree_size:
-            if root_at(head.tree_size, r.merkle_node) != head.tree_root:
+            try:
+                root = root_at(head.tree_size, r.merkle_node)
+            except (KeyError, StoreError):
+                continue
+            if root != head.tree_root:
                 return Problem(header.height, index, "entry",
-                               "this entry, the tree's unpaired last leaf, and the stored Merkle nodes do not "
-                               "give the head's tree_root; `nanum node check --full` names which is damaged")
+                               "this entry, the tree's unpaired last leaf, or a stored Merkle node does not "
+                               "give the head's tree_root")
             continue
         inside = first_leaf <= partner < header.tree_size
         try:
             other = hashes[partner - first_leaf] if inside else r.merkle_node(0, partner)
+        except StoreError:
+            continue
+        except KeyError:
+            other = None
+        try:
             stored = r.merkle_node(1, leaf >> 1)
         except KeyError:
             stored = None
-        if stored is None or stored != (node_hash(own, other) if leaf % 2 == 0 else node_hash(other, own)):
+        except StoreError as exc:
+            return Problem(header.height, index, "merkle", str(exc))
+        if other is None or stored != (node_hash(own, other) if leaf % 2 == 0 else node_hash(other, own)):
             other_place = (f"entry {partner - first_leaf}" if inside
                            else f"leaf {partner}, in a neighbouring block")
             return Problem(header.height, index, "entry",
-                           f"this entry or its leaf pair ({other_place}) differs from the Merkle node "
-                           "stored for the pair; `nanum node check --full` names which")
+                           f"this entry, its leaf pair ({other_place}) or the Merkle node stored for the "
+                           "pair differs; `nanum node check --full` names a changed entry")
     return None
 
 

@@ -31,8 +31,9 @@ class PeerLink:
             # gRPC's own reconnect backoff (1 s growing 1.6x to 120 s by default) decides when a
             # broken channel dials again, whatever _run's pause: a peer down for 30 s was heard
             # from only ~10 s after it came back. Bound it as _run's pause is bounded.
+            # (Not grpc.min_reconnect_backoff_ms: gRPC takes it as the minimum time one connection
+            # attempt may take, and 20 s is right for a slow TLS handshake.)
             ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
-            ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
             ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1])])
         self._stub = consensus_pb2_grpc.ConsensusStub(self._channel)
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_PEER_QUEUE)

@@ -198,6 +198,17 @@ READ_AHEAD_MESSAGES = 2        # decoded messages of one peer's stream waiting f
 _END_OF_STREAM = object()
 
 
+async def _stop_reading(reader: asyncio.Task, ahead: asyncio.Queue) -> None:
+    """Ends a stream's reader and the verifications it started for messages no one will take
+    (the replica asks for those blocks again after CATCH_UP_RETRY_TICKS)."""
+    reader.cancel()
+    while not ahead.empty():
+        item = ahead.get_nowait()
+        if isinstance(item, tuple) and item[1] is not None:
+            item[1].cancel()
+    await asyncio.gather(reader, return_exceptions=True)
+
+
 class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
     def __init__(self, runtime: NodeRuntime) -> None:
         self.runtime = runtime
@@ -230,7 +241,7 @@ class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
                 replica.receive(message)
                 self.runtime.after_replica()
         finally:
-            reader.cancel()
+            await _stop_reading(reader, ahead)
         return consensus_pb2.ExchangeSummary(**counts)
 
     async def _read(self, request_iterator, peer_id: str, ahead: asyncio.Queue, counts: dict[str, int]) -> None:

@@ -157,3 +157,31 @@ def test_a_damaged_history_chunk_is_a_store_error(tmp_path):
         ledger.commit(ledger.build([consortium.deposit(alice, 1)], GENESIS_TIME_MS + 2))
     assert ledger.store.height() == height
     ledger.close()
+
+
+@pytest.mark.parametrize("damage", ["chunks out of order", "a leaf beyond the tree", "a malformed key"])
+def test_a_well_formed_but_inconsistent_history_index_is_a_store_error(tmp_path, damage):
+    """Chunks that decode but do not ascend across the party's chunks, or name leaves the tree
+    does not have, or sit under a key of the wrong length: a StoreError, not a wrong or
+    endless history page."""
+    consortium = TestConsortium()
+    ledger = Ledger.create(tmp_path / "store", consortium.genesis_raw)
+    alice = consortium.member("alice")
+    ledger.commit(ledger.build([consortium.register(alice), consortium.deposit(alice, 5)], GENESIS_TIME_MS + 1))
+    db = ledger.store._db["accounts"]
+    party = alice.party_id
+    size = ledger.head.header.tree_size
+    with ledger.store.env.begin(write=True) as txn:
+        key = next(k for k, _ in txn.cursor(db=db) if k[:20] == party)
+        if damage == "chunks out of order":       # a second chunk inside the first one's range
+            first = int.from_bytes(key[20:], "big")
+            assert last_leaf(txn.get(key, db=db)) == first + 1
+            txn.put(party + u64(first + 1), u64(first + 1), db=db)
+        elif damage == "a leaf beyond the tree":
+            (first, value), = append_leaves((int.from_bytes(key[20:], "big"), txn.get(key, db=db)), [size + 3])
+            txn.put(party + u64(first), value, db=db)
+        else:
+            txn.put(party + b"\x00" * 5, u64(0), db=db)
+    with pytest.raises(StoreError, match="history index of party"):
+        ledger.history(party, limit=500)
+    ledger.close()

@@ -634,3 +634,45 @@ def test_a_stored_record_of_a_transaction_never_made_is_found(store, chain):
         txn.put(ghost, TxRecord(3, 0, 6, bytes(32), 0).stored_bytes(), db=handle)
     report = verify_store(store)
     assert_problem(report, 10, None, f"txs[{ghost.hex()}]")
+
+
+# --- the quick check on damaged stored Merkle nodes (level 1 in groups; no stored leaves) -----
+
+
+def _pairs_key_of_head(store: Store) -> bytes:
+    from ledger.store import NODES_PER_GROUP
+    tree_size = store.head().header.tree_size
+    return u64((tree_size // 2 - 1) // NODES_PER_GROUP)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut to a shorter multiple of 32", "not a multiple of 32"])
+def test_a_damaged_group_of_stored_merkle_nodes_is_named_not_unreadable(store, damage):
+    """A missing or damaged group of level-1 nodes is a problem at the head (field merkle or
+    entry), never the bare 'unreadable' a stray KeyError or StoreError used to make, which
+    also made `node check --full` skip its replay."""
+    key, head_height = _pairs_key_of_head(store), store.height()
+    with store.reader() as r:
+        value = r._txn.get(key, db=store._db["pairs"])
+    write(store, "pairs", key, {"deleted": None, "cut to a shorter multiple of 32": value[:32],
+                                "not a multiple of 32": value[:-1]}[damage])
+    problem = check_store(store)
+    assert problem is not None and problem.field in ("merkle", "entry"), problem
+    assert problem.height == head_height, problem
+
+
+def test_a_block_start_index_naming_the_wrong_block_is_a_store_error(store):
+    """Leaves are hashed from the block the `starts` table names; a wrong entry there must not
+    silently give another entry's hash to proofs."""
+    with store.reader() as r:
+        cursor = r._txn.cursor(db=store._db["starts"])
+        (first_key, _), (second_key, second_height) = list(cursor)[1:3]
+    write(store, "starts", second_key, u64(int.from_bytes(second_height, "big") - 1))
+    with store.reader() as r, pytest.raises(StoreError, match="block-start index puts leaf"):
+        r.merkle_node(0, int.from_bytes(second_key, "big"))
+
+
+def test_a_stored_block_that_does_not_decode_is_a_store_error_for_its_transactions(store, chain):
+    height, index = chain.where("d1")
+    write(store, "blocks", u64(height), compress_block(b"\x92\x01"))
+    with pytest.raises(StoreError, match=f"stored block {height} does not decode"):
+        store.tx_record(chain.txs["d1"].tx_id)
