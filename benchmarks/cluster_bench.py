@@ -217,11 +217,14 @@ class Consortium:
 # --- workloads --------------------------------------------------------------------------------
 
 
-def run_w1(con: Consortium, count: int, folder: Path) -> dict:
+def run_w1(con: Consortium, count: int, folder: Path, profile: str | None = None) -> dict:
     raws = [con.deposit(random.choice(con.members), 10, f"W1-{i}") for i in range(count)]
     before = con.leader_height()
+    profilers = _start_profilers(con, f"{profile}-w1", folder) if profile else []
     cpu_before = con.nodes_cpu_s()
     result = run_load(con.spec([raws], deadline_s=600, channels=1), folder)
+    for profiler in profilers:
+        _stop_profiler(profiler)
     say("[W1] " + summary_line("nanum sequential, 1 client", result))
     say("[W1] " + con.blocks_line(before, result.succeeded))
     say("[W1] " + con.cpu_line(cpu_before, result))
@@ -254,7 +257,7 @@ def run_w2(con: Consortium, total: int, clients: int, folder: Path, profile: str
 
 
 def _start_profilers(con: Consortium, prefix: str, folder: Path) -> list[subprocess.Popen]:
-    """py-spy (on PATH) on the leader and on one follower for the W2 run, wall-clock (--idle),
+    """py-spy (on PATH) on the leader and on one follower for a W1 or W2 run, wall-clock (--idle),
     as collapsed stacks in PREFIX-leader.txt and PREFIX-follower.txt."""
     leader = con.cluster.leader()
     follower = next(i for i in range(NODES) if i != leader)
@@ -491,8 +494,9 @@ def main() -> None:
                         help="a node setting passed to every node's environment (repeatable)")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="record with py-spy (on PATH; collapsed stacks, wall clock): the leader and a "
-                             "follower during W2 (PREFIX-leader.txt, PREFIX-follower.txt), the rejoining node "
-                             "and the leader during catch-up (PREFIX-rejoin.txt, PREFIX-serving.txt)")
+                             "follower during W1 (PREFIX-w1-leader.txt, PREFIX-w1-follower.txt) and W2 "
+                             "(PREFIX-leader.txt, PREFIX-follower.txt), the rejoining node and the leader "
+                             "during catch-up (PREFIX-rejoin.txt, PREFIX-serving.txt)")
     args = parser.parse_args()
     only = {name.strip().lower() for name in args.only.split(",") if name.strip()}
     unknown = only - {name.lower() for name in ALL}
@@ -526,7 +530,7 @@ def main() -> None:
             try:
                 con.add_members(size["members"])
                 if "w1" in only:
-                    figures["W1"] = run_w1(con, size["w1"], folder)
+                    figures["W1"] = run_w1(con, size["w1"], folder, args.profile)
                 if "w2" in only:
                     figures["W2"] = run_w2(con, size["w2"], size["clients"], folder, args.profile)
                     sigs = 1.5      # a deposit carries one signature, a redemption two
