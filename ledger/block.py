@@ -129,6 +129,9 @@ class Block:
         return self.header.hash()
 
 
+HEADER_PREFIX_BYTES = 512     # holds a header's tag, chain id and height (both bounded far below)
+
+
 def claimed_height(raw: bytes) -> int | None:
     """The height an encoded block's header claims, read from its first bytes without checking
     anything else (None if they do not hold one): for deciding what to ask a peer for next,
@@ -144,9 +147,6 @@ def claimed_height(raw: bytes) -> int | None:
     except (ValueError, TypeError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError):
         return None
     return height if type(height) is int and 0 <= height < 2 ** 64 else None
-
-
-HEADER_PREFIX_BYTES = 512     # holds a header's tag, chain id and height (both bounded far below)
 
 
 def decode_block(raw: bytes, prechecked: bool = False) -> Block:

@@ -312,8 +312,7 @@ class Store:
 
 def _last_chunk(cursor: lmdb.Cursor, party: bytes) -> tuple[int, bytes] | None:
     """(first leaf, value) of the party's last posting-list chunk, or None."""
-    found = cursor.prev() if cursor.set_range(party + _AFTER_LEAVES) else cursor.last()
-    if not found or cursor.key()[:len(party)] != party:
+    if not _floor(cursor, party + _AFTER_LEAVES) or cursor.key()[:len(party)] != party:
         return None
     return _U64.unpack(cursor.key()[len(party):])[0], cursor.value()
 
@@ -531,10 +530,7 @@ class StoreReader:
         """(height, index in block) of the entry that is Merkle leaf ``leaf`` if a block starting
         at or before it is stored (the index may then lie beyond that block's entries)."""
         cursor = self._txn.cursor(db=self._db["starts"])
-        found = cursor.set_range(u64(leaf))
-        if not found or cursor.key() != u64(leaf):
-            found = cursor.prev() if found else cursor.last()
-        if not found:
+        if not _floor(cursor, u64(leaf)):
             return None
         if len(cursor.key()) != _U64.size or len(cursor.value()) != _U64.size:
             raise StoreError(f"the block-start index is damaged near leaf {leaf}; run `nanum node check --full`")
@@ -545,9 +541,14 @@ def _chunk_holding(cursor: lmdb.Cursor, party: bytes, leaf: int) -> bool:
     """Positions ``cursor`` on the party's chunk that may hold ``leaf`` (the last one starting at
     or before it, else the first after it); False if the party has no chunk there."""
     start = party + u64(leaf)
-    found = cursor.set_range(start)
-    if found and cursor.key() == start:
-        return True
-    if (cursor.prev() if found else cursor.last()) and cursor.key()[:len(party)] == party:
+    if _floor(cursor, start) and cursor.key()[:len(party)] == party:
         return True
     return cursor.set_range(start) and cursor.key()[:len(party)] == party
+
+
+def _floor(cursor: lmdb.Cursor, key: bytes) -> bool:
+    """Positions ``cursor`` on the last key at or before ``key``; False if there is none."""
+    found = cursor.set_range(key)
+    if found and cursor.key() == key:
+        return True
+    return cursor.prev() if found else cursor.last()
