@@ -104,12 +104,49 @@ class Header:
         )
 
 
+# An entry is the canonical encoding of [tx bytes, code]. Every transaction of every block is
+# wrapped and unwrapped once per node and twice per auditor, so the common shape — a bin8 or
+# bin16 of at most MAX_TX_BYTES and a code below 128 (one byte) — is built and read by hand.
+assert MAX_TX_BYTES < 0x10000 and MAX_CODE < 0x80, "entries must keep the bin8/bin16, fixint-code shape"
+_ENTRY_ARRAY = 0x92          # fixarray of 2
+_BIN8, _BIN16 = 0xC4, 0xC5
+
+
 def encode_entry(tx_raw: bytes, code: Code) -> bytes:
-    return encode([tx_raw, int(code)])
+    """``encode([tx_raw, int(code)])`` (tests compare the two)."""
+    size = len(tx_raw)
+    if size > MAX_TX_BYTES or not 0 <= code <= MAX_CODE:
+        return encode([tx_raw, int(code)])
+    if size < 0x100:
+        header = bytes((_ENTRY_ARRAY, _BIN8, size))
+    else:
+        header = bytes((_ENTRY_ARRAY, _BIN16, size >> 8, size & 0xFF))
+    return header + tx_raw + bytes((code,))
+
+
+def _split_entry(raw: bytes) -> tuple[bytes, int] | None:
+    """(tx bytes, code) if ``raw`` has the common shape exactly and canonically (then the
+    general decoder gives the same answer); None for anything else, which that decoder judges."""
+    size = len(raw)
+    if size < 4 or raw[0] != _ENTRY_ARRAY or raw[-1] > MAX_CODE:
+        return None
+    if raw[1] == _BIN8:
+        start, length = 3, raw[2]
+    elif raw[1] == _BIN16 and size >= 5:
+        start, length = 4, (raw[2] << 8) | raw[3]
+        if length < 0x100:
+            return None                          # not the shortest form
+    else:
+        return None
+    if length > MAX_TX_BYTES or start + length + 1 != size:
+        return None
+    return raw[start:start + length], raw[-1]
 
 
 def decode_entry(raw: bytes, prechecked: bool = False) -> tuple[bytes, int]:
     """``prechecked``: these bytes were decoded canonically elsewhere (an auditor's worker)."""
+    if type(raw) is bytes and (split := _split_entry(raw)) is not None:
+        return split
     value = decode_prechecked(raw) if prechecked else decode(raw, MAX_TX_BYTES + 16)
     fields = expect_array(value, 2, "entry")
     return (expect_bytes(fields[0], "entry.tx", max_size=MAX_TX_BYTES),

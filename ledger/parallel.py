@@ -31,7 +31,7 @@ from ledger.block import decode_block, decode_entry
 from ledger.certificate import Certificate, endorsement_bytes
 from ledger.codes import Code
 from ledger.encoding import DecodeError
-from ledger.tx import Rejected, Rejection, check_tx, signatures_hold
+from ledger.tx import Rejected, Rejection, Tx, check_tx, signatures_hold
 from ledger.verify import Prechecked, Report, verify_chain
 
 MAX_CHUNK_BLOCKS = 64
@@ -153,12 +153,12 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
             if isinstance(result, list):
                 checked_here -= len(chunk)
                 bytes_here -= sum(len(raw) + len(certificate or b"") for raw, certificate in chunk)
-                statics = result
+                for (raw, certificate), (static, decoded) in zip(chunk, result):
+                    yield _prechecked(raw, certificate, static, decoded)
             else:
                 in_pool -= 1
-                statics = result.get()
-            for (raw, certificate), static in zip(chunk, statics):
-                yield _prechecked(raw, certificate, static)
+                for (raw, certificate), static in zip(chunk, result.get()):
+                    yield _prechecked(raw, certificate, static)
         elif (checked_here < MAX_CHECKED_HERE_BLOCKS and bytes_here < MAX_CHECKED_HERE_BYTES
               and (pair := source.next_block()) is not None):
             _check_here(pending, pair, chain_id)
@@ -171,22 +171,25 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
 
 
 def _check_here(pending: deque, pair: Pair, chain_id: bytes) -> None:
-    """Checks one block in this process and queues it behind everything read before it."""
-    static = check_block_statically(pair[0], pair[1], chain_id)
+    """Checks one block in this process and queues it behind everything read before it, with
+    the transactions it decoded (the replay uses them rather than decoding them again)."""
+    decoded: dict[bytes, Tx] = {}
+    static = check_block_statically(pair[0], pair[1], chain_id, decoded)
     if pending and isinstance(pending[-1][1], list):
         pending[-1][0].append(pair)
-        pending[-1][1].append(static)
+        pending[-1][1].append((static, decoded))
     else:
-        pending.append([[pair], [static]])
+        pending.append([[pair], [(static, decoded)]])
 
 
-def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult) -> Prechecked:
+def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult,
+                decoded: dict[bytes, Tx] | None = None) -> Prechecked:
     txs_ok, failure, signed_hash, signatures_ok = static
     rejection = None
     if failure is not None:
         tx_raw, code, field, detail = failure
         rejection = (tx_raw, Rejection(Code(code), field, detail))
-    return Prechecked(raw, certificate, txs_ok, rejection, signed_hash, signatures_ok)
+    return Prechecked(raw, certificate, txs_ok, rejection, signed_hash, signatures_ok, decoded or None)
 
 
 # --- in the worker processes -------------------------------------------------------------
@@ -203,12 +206,17 @@ def _check_chunk(chunk: list[Pair]) -> list[StaticResult]:
     return [check_block_statically(raw, certificate, _chain_id) for raw, certificate in chunk]
 
 
-def check_block_statically(raw: bytes, certificate: bytes | None, chain_id: bytes) -> StaticResult:
+def check_block_statically(raw: bytes, certificate: bytes | None, chain_id: bytes,
+                           decoded: dict[bytes, Tx] | None = None) -> StaticResult:
     """The static checks of one block: every entry's transaction canonical, for this chain, with
     every signature valid (``signatures_hold``; where that fails, ``check_tx`` gives the verdict,
     and the first failure stops the block), and every certificate signature over the block's
     checkpoint. The schema of transactions whose signatures hold is left to the replay, which
-    decodes them anyway (``Prechecked``)."""
+    decodes them anyway (``Prechecked``).
+
+    With ``decoded`` (a caller in the replaying process), each transaction goes through
+    ``check_tx`` itself — the same verdicts — and those that pass are kept there by their bytes,
+    so the replay need not decode them a second time."""
     try:
         block = decode_block(raw)
     except DecodeError:
@@ -217,7 +225,9 @@ def check_block_statically(raw: bytes, certificate: bytes | None, chain_id: byte
     for entry in block.entries:
         try:
             tx_raw = decode_entry(entry)[0]
-            if not signatures_hold(tx_raw, chain_id):
+            if decoded is not None:
+                decoded[tx_raw] = check_tx(tx_raw, chain_id)
+            elif not signatures_hold(tx_raw, chain_id):
                 check_tx(tx_raw, chain_id)      # the verdict, with its code and field
         except DecodeError:
             txs_ok = False                       # the replay finds and locates it

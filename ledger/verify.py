@@ -106,7 +106,9 @@ class Prechecked:
 
     ``txs_ok``: the block decoded canonically, every entry decoded, and its transaction is canonical, for this chain, and every
     signature in it verifies (``tx.signatures_hold``): it passes ``check_tx`` exactly when its
-    schema decodes, which the replay checks. ``failure``: the raw
+    schema decodes, which the replay checks. ``decoded``: transactions that passed ``check_tx``
+    in this process, by their bytes (the replay uses them instead of decoding again; None if
+    the checks ran elsewhere). ``failure``: the raw
     bytes and rejection of the first entry that failed it (None if none failed, or if an entry
     could not even be decoded: the replay finds that itself). ``signed_hash`` and
     ``signatures_ok``: the block hash the certificate's signatures were checked against, and
@@ -119,6 +121,7 @@ class Prechecked:
     failure: tuple[bytes, Rejection] | None = None
     signed_hash: bytes | None = None
     signatures_ok: tuple[bool, ...] | None = None
+    decoded: dict[bytes, Tx] | None = None
 
 
 BlockInput = Union[bytes, tuple[bytes, Optional[bytes]], Prechecked]
@@ -279,7 +282,8 @@ def _prechecked_check(item: Prechecked):
         if item.failure is not None and tx_raw == item.failure[0]:
             raise Rejected(item.failure[1])
         if item.txs_ok:
-            return decode_or_reject(tx_raw, prechecked=True)
+            tx = item.decoded.get(tx_raw) if item.decoded else None
+            return tx if tx is not None else decode_or_reject(tx_raw, prechecked=True)
         return check_tx(tx_raw, chain_id)
     return check
 

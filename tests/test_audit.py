@@ -311,8 +311,9 @@ def test_parallel_and_sequential_verification_report_the_same_first_problem(stor
 
 
 def test_a_signed_but_malformed_transaction_is_found_at_its_place_by_both_verifiers(chain):
-    """The workers only check signatures (the replay decodes the schema): a transaction whose
-    signatures hold but whose payload is malformed is MALFORMED at its exact place either way."""
+    """The workers only check signatures (the replay decodes the schema), the main process checks
+    in full: a transaction whose signatures hold but whose payload is malformed is MALFORMED at
+    its exact place either way."""
     from ledger.tx import signatures_hold
     from tests.test_tx import SIGNED_BUT_MALFORMED
     raw, field = SIGNED_BUT_MALFORMED["points as bytes"]
@@ -324,7 +325,11 @@ def test_a_signed_but_malformed_transaction_is_found_at_its_place_by_both_verifi
     items[height - 1] = (encode(block), items[height - 1][1])
     reports = [verify_chain_parallel(chain.genesis, iter(items), workers, require_certificates=True)
                for workers in (0, 2)]
-    assert reports[0].problem == reports[1].problem
+    # and with every block checked by the main process, which keeps the transactions it decoded
+    from ledger import parallel
+    here = verify_chain(chain.genesis, parallel.prechecked(_SlowPool(chain.consortium.chain_id, 1000), iter(items),
+                                                           2, chain.consortium.chain_id), require_certificates=True)
+    assert reports[0].problem == reports[1].problem == here.problem
     problem = reports[1].problem
     assert (problem.height, problem.index, problem.field) == (height, index, field)
     assert problem.reason.startswith("MALFORMED")
