@@ -5,7 +5,9 @@ Owns splitting a stream of blocks into bounded chunks, running the static checks
 in a ``multiprocessing`` pool — canonical decoding, chain id and every signature of every
 transaction (``tx.signatures_hold``, with ``check_tx`` for the verdict where that fails), and
 every certificate signature over its block's checkpoint — while this process, whenever the
-oldest chunk's results are not back, checks the next blocks itself, one at a time; and handing
+oldest chunk's results are not back, checks the next blocks itself, one at a time (and, once
+the whole chain is read, takes back the newest chunks still waiting in the pool rather than sit
+idle: the pool's copies of that work are thrown away); and handing
 the results, in chain order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. This
 process then replays the rules with a check that only decodes (the schema) transactions already
 verified, and the certificate check that depends on state (the node set in force) with the
@@ -164,6 +166,10 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
             _check_here(pending, pair, chain_id)
             checked_here += 1
             bytes_here += len(pair[0]) + len(pair[1] or b"")
+        elif source.done and (taken := _take_back_newest(pending, chain_id)):
+            in_pool -= 1
+            checked_here += len(taken)
+            bytes_here += sum(len(raw) + len(certificate or b"") for raw, certificate in taken)
         else:
             result.wait()
     if source.failure is not None:
@@ -180,6 +186,25 @@ def _check_here(pending: deque, pair: Pair, chain_id: bytes) -> None:
         pending[-1][1].append((static, decoded))
     else:
         pending.append([[pair], [(static, decoded)]])
+
+
+def _take_back_newest(pending: deque, chain_id: bytes) -> list[Pair]:
+    """At the end of the chain, while the pool is still behind: checks the newest chunk that is
+    in the pool and not yet done in this process instead (the pool's copy of the work is then
+    thrown away), so that this process is not idle while the last chunks wait their turn. The
+    chunk taken back (empty if none: the oldest chunk is the pool's to finish)."""
+    for i in range(len(pending) - 1, 0, -1):
+        chunk, result = pending[i]
+        if isinstance(result, list):
+            continue
+        if result.ready():
+            return []
+        pending[i] = [chunk, []]
+        for pair in chunk:
+            decoded: dict[bytes, Tx] = {}
+            pending[i][1].append((check_block_statically(pair[0], pair[1], chain_id, decoded), decoded))
+        return chunk
+    return []
 
 
 def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult,

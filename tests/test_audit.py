@@ -430,6 +430,33 @@ def test_blocks_checked_by_the_main_process_meanwhile_verify_in_order(chain, del
         parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS = old
 
 
+@pytest.mark.parametrize("in_flight", [1, 2, 4])
+def test_a_bad_signature_in_any_block_is_found_whoever_checks_that_block(chain, in_flight):
+    """A pool that finishes a chunk only when waited on: the main process checks blocks while it
+    waits and, once the chain is read, takes back chunks still in the pool. A signature broken
+    in any one block is found at its place, as the sequential verifier finds it."""
+    from ledger import parallel
+    items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    old = parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS
+    parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS = 1, 2
+    try:
+        for height in range(1, len(items) + 1):
+            block = decode_block(items[height - 1][0])
+            tx_raw = decode(block.entries[0])[0]
+            signature_at = items[height - 1][0].index(tx_raw) + len(tx_raw) - 10   # in the last signature
+            bad = list(items)
+            bad[height - 1] = (flip(items[height - 1][0], signature_at), items[height - 1][1])
+            found = verify_chain(chain.genesis, parallel.prechecked(
+                _SlowPool(chain.consortium.chain_id, 10**9), iter(bad), in_flight, chain.consortium.chain_id),
+                require_certificates=True)
+            expected = verify_chain(chain.genesis, bad, require_certificates=True)
+            assert not expected.ok and found.problem == expected.problem, height
+            assert (found.problem.height, found.problem.index) == (height, 0)
+            assert found.problem.field.endswith("signature"), found.problem
+    finally:
+        parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS = old
+
+
 def test_one_pool_worker_and_the_main_process_verify_like_the_sequential_verifier(chain):
     items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
     report = verify_chain_parallel(chain.genesis, iter(items), 1, require_certificates=True)
