@@ -13,6 +13,8 @@ Then, in one run, with the machine and the parameters, prints:
   2. `nanum audit verify --export … --json` (a subprocess; by default a pool of cores - 1
      processes plus the command's own process):
      tx/s and signatures verified/s, and signatures/s as a share of the bound (target >= 70%);
+     and the in-run bound: the rate the cores verified at during the command itself, timed on
+     its own verifications (benchmarks/verify_timer.py), with signatures/s as a share of it;
   3. optionally (--sequential) the same with --workers 0, for the speed-up;
   4. optionally (--ceiling) the main process's share alone: the rules replayed in order with
      every static check already done (what no number of workers can speed up).
