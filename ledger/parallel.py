@@ -7,7 +7,7 @@ transaction (``tx.signatures_hold``, with ``check_tx`` for the verdict where tha
 every certificate signature over its block's checkpoint — while this process, whenever the
 oldest chunk's results are not back, checks the next blocks itself, one at a time (and, once
 the whole chain is read, takes back the newest chunks still waiting in the pool rather than sit
-idle: the pool's copies of that work are thrown away); and handing
+idle: the pool's copies of that work are cancelled); and handing
 the results, in chain order, to ``ledger.verify.verify_chain`` as ``Prechecked`` blocks. This
 process then replays the rules with a check that only decodes (the schema) transactions already
 verified, and the certificate check that depends on state (the node set in force) with the
@@ -19,12 +19,17 @@ lowest index). Memory stays bounded: chunks hold at most ``MAX_CHUNK_BLOCKS`` bl
 ``MAX_CHUNK_BYTES`` bytes (one block may be bigger), at most ``IN_FLIGHT_PER_WORKER`` chunks per
 pool process are read ahead, and blocks checked here wait only up to ``MAX_CHECKED_HERE_BLOCKS``
 blocks and ``MAX_CHECKED_HERE_BYTES`` bytes.
+
+The pool is never killed while its workers may be writing (see ``ChunkPool``): it is closed
+once every worker has answered, cancelled work answering at its next block.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
 from collections import deque
 from typing import Callable, Iterable, Iterator
 
@@ -47,6 +52,10 @@ IN_FLIGHT_PER_WORKER = 3
 MAX_CHECKED_HERE_BLOCKS = 64
 MAX_CHECKED_HERE_BYTES = 16 * 1024 * 1024
 MAX_WORKERS = 256
+# Closing the pool waits this long for the checks still running to see they were cancelled (each
+# stops at its next block; one block's checks take well under a second), before it kills them.
+POOL_DRAIN_TIMEOUT_MS = 30_000
+_NOTHING_CANCELLED = 2**62
 
 Pair = tuple[bytes, "bytes | None"]
 # per block: (txs_ok, failure as (tx_raw, code, field, detail) or None, signed hash or None,
@@ -78,10 +87,57 @@ def verify_chain_parallel(genesis_raw: bytes, blocks: Iterable[Pair], workers: i
     chain_id = _chain_id_of(genesis_raw)
     if workers <= 0 or chain_id is None:
         return verify_chain(genesis_raw, _watched(blocks, on_block), require_certificates, freeze_survivors)
-    context = multiprocessing.get_context(start_method)
-    with context.Pool(min(workers, MAX_WORKERS), initializer=_init_worker, initargs=(chain_id,)) as pool:
+    pool = ChunkPool(multiprocessing.get_context(start_method), min(workers, MAX_WORKERS), chain_id)
+    try:
         items = prechecked(pool, blocks, workers * IN_FLIGHT_PER_WORKER, chain_id)
         return verify_chain(genesis_raw, _watched(items, on_block), require_certificates, freeze_survivors)
+    finally:
+        pool.close()
+
+
+class ChunkPool:
+    """The pool processes that run the static checks of chunks, each chunk numbered in the
+    order it was submitted. A chunk can be cancelled with every chunk after it (the pool's
+    copy of work this process took back); closing cancels everything, waits for each worker to
+    answer, and only then lets the workers exit.
+
+    Why not ``Pool.terminate()``: it kills workers wherever they are, and a worker killed while
+    writing its result holds the result queue's lock for ever; CPython's pool then hangs in
+    terminate(), sending its own sentinel through that queue. A pool whose workers have all
+    answered is closed and joined instead; terminate() is left for workers that never answer
+    within POOL_DRAIN_TIMEOUT_MS (killed from outside)."""
+
+    def __init__(self, context, workers: int, chain_id: bytes) -> None:
+        self._cancel_from = context.RawValue("q", _NOTHING_CANCELLED)
+        self._pool = context.Pool(workers, initializer=_start_worker, initargs=(chain_id, self._cancel_from))
+        self._submitted: deque = deque()      # (number, AsyncResult) not yet known to be answered
+        self._next_number = 0
+
+    def submit(self, chunk: list[Pair]):
+        while self._submitted and self._submitted[0][1].ready():
+            self._submitted.popleft()
+        result = self._pool.apply_async(_check_chunk, (self._next_number, chunk))
+        self._submitted.append((self._next_number, result))
+        self._next_number += 1
+        return result
+
+    def cancel(self, result) -> None:
+        """Cancels the chunk of ``result`` and every chunk submitted after it."""
+        for number, submitted in self._submitted:
+            if submitted is result:
+                self._cancel_from.value = min(self._cancel_from.value, number)
+                return
+
+    def close(self) -> None:
+        self._cancel_from.value = 0
+        deadline = time.monotonic() + POOL_DRAIN_TIMEOUT_MS / 1000
+        for _number, result in self._submitted:
+            result.wait(max(0.0, deadline - time.monotonic()))
+        if all(result.ready() for _number, result in self._submitted):
+            self._pool.close()
+            self._pool.join()
+        else:
+            self._pool.terminate()
 
 
 def _chain_id_of(genesis_raw: bytes) -> bytes | None:
@@ -145,7 +201,7 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
     in_pool = checked_here = bytes_here = 0
     while True:
         while in_pool < max_in_flight and (chunk := source.next_chunk()):
-            pending.append([chunk, pool.apply_async(_check_chunk, (chunk,))])
+            pending.append([chunk, pool.submit(chunk)])
             in_pool += 1
         if not pending:
             break
@@ -166,7 +222,7 @@ def prechecked(pool, blocks: Iterable[Pair], max_in_flight: int, chain_id: bytes
             _check_here(pending, pair, chain_id)
             checked_here += 1
             bytes_here += len(pair[0]) + len(pair[1] or b"")
-        elif source.done and (taken := _take_back_newest(pending, chain_id)):
+        elif source.done and (taken := _take_back_newest(pool, pending, chain_id)):
             in_pool -= 1
             checked_here += len(taken)
             bytes_here += sum(len(raw) + len(certificate or b"") for raw, certificate in taken)
@@ -188,17 +244,19 @@ def _check_here(pending: deque, pair: Pair, chain_id: bytes) -> None:
         pending.append([[pair], [(static, decoded)]])
 
 
-def _take_back_newest(pending: deque, chain_id: bytes) -> list[Pair]:
+def _take_back_newest(pool, pending: deque, chain_id: bytes) -> list[Pair]:
     """At the end of the chain, while the pool is still behind: checks the newest chunk that is
-    in the pool and not yet done in this process instead (the pool's copy of the work is then
-    thrown away), so that this process is not idle while the last chunks wait their turn. The
-    chunk taken back (empty if none: the oldest chunk is the pool's to finish)."""
+    in the pool and not yet done in this process instead (the pool's copy is cancelled: as the
+    newest, nothing after it is still the pool's), so that this process is not idle while the
+    last chunks wait their turn. The chunk taken back (empty if none: the oldest chunk is the
+    pool's to finish)."""
     for i in range(len(pending) - 1, 0, -1):
         chunk, result = pending[i]
         if isinstance(result, list):
             continue
         if result.ready():
             return []
+        pool.cancel(result)
         pending[i] = [chunk, []]
         for pair in chunk:
             decoded: dict[bytes, Tx] = {}
@@ -220,15 +278,29 @@ def _prechecked(raw: bytes, certificate: bytes | None, static: StaticResult,
 # --- in the worker processes -------------------------------------------------------------
 
 _chain_id: bytes = b""
+_cancel_from = None          # shared with ChunkPool: chunks numbered at or above it are not checked
 
 
-def _init_worker(chain_id: bytes) -> None:
-    global _chain_id
-    _chain_id = chain_id
+def _start_worker(chain_id: bytes, cancel_from) -> None:
+    # Ctrl-C reaches the whole process group: the main process handles it and closes the pool;
+    # a worker that died of it would lose its chunk's answer.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(chain_id, cancel_from)
 
 
-def _check_chunk(chunk: list[Pair]) -> list[StaticResult]:
-    return [check_block_statically(raw, certificate, _chain_id) for raw, certificate in chunk]
+def _init_worker(chain_id: bytes, cancel_from=None) -> None:
+    global _chain_id, _cancel_from
+    _chain_id, _cancel_from = chain_id, cancel_from
+
+
+def _check_chunk(number: int, chunk: list[Pair]) -> list[StaticResult] | None:
+    """The static checks of a chunk's blocks; None if it was cancelled before the last."""
+    results = []
+    for raw, certificate in chunk:
+        if _cancel_from is not None and number >= _cancel_from.value:
+            return None
+        results.append(check_block_statically(raw, certificate, _chain_id))
+    return results
 
 
 def check_block_statically(raw: bytes, certificate: bytes | None, chain_id: bytes,

@@ -375,10 +375,13 @@ class _SlowPool:
     def __init__(self, chain_id: bytes, delay: int) -> None:
         self.chain_id, self.delay, self.checked_here = chain_id, delay, 0
 
-    def apply_async(self, function, args):
+    def submit(self, chunk):
         from ledger import parallel
         parallel._init_worker(self.chain_id)
-        return _SlowResult(function(*args), self.delay)
+        return _SlowResult(parallel._check_chunk(0, chunk), self.delay)
+
+    def cancel(self, result) -> None:
+        result.cancelled = True
 
 
 class _SlowResult:
@@ -455,6 +458,32 @@ def test_a_bad_signature_in_any_block_is_found_whoever_checks_that_block(chain, 
             assert found.problem.field.endswith("signature"), found.problem
     finally:
         parallel.MAX_CHUNK_BLOCKS, parallel.MAX_CHECKED_HERE_BLOCKS = old
+
+
+def test_a_cancelled_chunk_stops_and_closing_the_pool_lets_its_workers_exit(chain):
+    """A real pool: cancelling a chunk cancels it and every later one, which answer None at
+    their next block; closing cancels the rest, waits for every answer and lets the workers
+    exit by themselves (exit code 0). A pool killed with terminate() while a worker writes its
+    answer can hang for ever. Two workers: one is busy with the second chunk (over ten seconds
+    of checks here, so it cannot finish before it is cancelled) while the other takes the
+    rest."""
+    import multiprocessing
+    from ledger import parallel
+    pairs = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    long_chunk = pairs * (20_000 // len(pairs))
+    pool = parallel.ChunkPool(multiprocessing.get_context("spawn"), 2, chain.consortium.chain_id)
+    try:
+        first = pool.submit(pairs[:1])
+        second, third, fourth = pool.submit(long_chunk), pool.submit(long_chunk), pool.submit(long_chunk)
+        assert first.get(timeout=30) == [parallel.check_block_statically(*pairs[0], chain.consortium.chain_id)]
+        pool.cancel(third)
+        assert third.get(timeout=30) is None and fourth.get(timeout=30) is None
+        assert not second.ready()
+        workers = list(pool._pool._pool)
+    finally:
+        pool.close()
+    assert second.get(timeout=0) is None
+    assert [worker.exitcode for worker in workers] == [0, 0]
 
 
 def test_one_pool_worker_and_the_main_process_verify_like_the_sequential_verifier(chain):
