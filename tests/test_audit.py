@@ -486,6 +486,28 @@ def test_a_cancelled_chunk_stops_and_closing_the_pool_lets_its_workers_exit(chai
     assert [worker.exitcode for worker in workers] == [0, 0]
 
 
+def test_closing_a_pool_whose_worker_was_killed_gives_up_after_the_drain_timeout(chain, monkeypatch):
+    """A worker killed from outside (SIGKILL) never answers: closing waits POOL_DRAIN_TIMEOUT_MS
+    for it, then terminates the pool rather than wait for ever."""
+    import multiprocessing
+    from ledger import parallel
+    monkeypatch.setattr(parallel, "POOL_DRAIN_TIMEOUT_MS", 500)
+    pairs = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
+    pool = parallel.ChunkPool(multiprocessing.get_context("spawn"), 1, chain.consortium.chain_id)
+    try:
+        assert pool.submit(pairs[:1]).get(timeout=30) is not None      # the worker is up
+        lost = pool.submit(pairs * (20_000 // len(pairs)))
+        time.sleep(0.2)
+        (worker,) = pool._pool._pool
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        started = time.monotonic()
+        pool.close()
+    assert 0.5 <= time.monotonic() - started < 10
+    assert not lost.ready()
+    assert all(process.exitcode is not None for process in pool._pool._pool)
+
+
 def test_one_pool_worker_and_the_main_process_verify_like_the_sequential_verifier(chain):
     items = [(b, c) for b, c in zip(chain.blocks, chain.certificates)]
     report = verify_chain_parallel(chain.genesis, iter(items), 1, require_certificates=True)
