@@ -38,3 +38,7 @@ SDG_GOALS = 17                        # deposit category: 0 = none, 1..17 = UN S
 MAX_TXS_PER_BLOCK = 2048
 MAX_BLOCK_BYTES = 6 * 1024 * 1024
 MAX_TIME_MS = 2**53                   # block and voucher times, ms since the Unix epoch
+# How far a batch's time may be from the clock of a node that accepts it (docs/FORMAT.md §7.2,
+# "Block time"). Enforced by consensus, not checkable from the chain: a follower refuses a batch
+# stamped more than this ahead of its clock, or (for the leader's own new batches) behind it.
+MAX_BLOCK_TIME_SKEW_MS = 5_000

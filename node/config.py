@@ -99,6 +99,9 @@ class NodeConfig:
     max_message_bytes: int = 8 * 1024 * 1024
     submit_timeout_ms: int = 10_000
     map_size_bytes: int = 1 << 30
+    # Added to this node's wall clock. For fault tests only (a node with a wrong clock): the
+    # consortium bounds block time whatever one node's clock says (ledger/limits.py).
+    clock_offset_ms: int = 0
 
     @property
     def party_id(self) -> bytes:
@@ -133,6 +136,8 @@ def _int(key: str, default: int, low: int, high: int) -> _Setting:
     return _Setting(key, "int", default, low, high)
 
 
+MAX_CLOCK_OFFSET_MS = 10 * 366 * 24 * 3600 * 1000     # ten years either way
+
 NODE_SETTINGS: tuple[_Setting, ...] = (
     _Setting("name", "name"),
     _Setting("node_id", "id"),
@@ -152,6 +157,7 @@ NODE_SETTINGS: tuple[_Setting, ...] = (
     _int("max_message_bytes", 8 * 1024 * 1024, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     _int("submit_timeout_ms", 10_000, 1, 3_600_000),
     _int("map_size_bytes", 1 << 30, 1 << 20, 1 << 40),
+    _int("clock_offset_ms", 0, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
 )
 NODE_TABLES = ("peers",)
 PEER_KEYS = ("node_id", "name", "address")

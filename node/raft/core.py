@@ -62,6 +62,9 @@ class RaftNode:
         self._heartbeat_elapsed_ticks = 0
         self._election_timeout_ticks = 0
         self._reset_election_timer()
+        # The term whose leader offered an entry that entry_timely refused: that leader keeps no
+        # lease with this node (see RaftConfig.entry_timely). One term at most: a new term clears it.
+        self._distrusted_term: int | None = None
         self._votes: dict[str, bool] = {}
         self._progress: dict[str, Progress] = {}
         self._replication_pending = False
@@ -157,6 +160,14 @@ class RaftNode:
         self._catch_up = None
         if self._role is Role.FOLLOWER and self._leader is not None:
             self._send(AppendResponse(self.node_id, self._leader, self._term, success=True, match_index=index))
+
+    def distrust_leader(self, term: int) -> None:
+        """The driver found that the leader of `term` does not share this node's time (its
+        clock, stamped on its appends, is out of bound). From now on in that term it gets no
+        lease here and none of its entries that are not yet committed (RaftConfig.entry_timely
+        has the same effect for one entry). Call before stepping that leader's message."""
+        if term >= self._term:
+            self._distrusted_term = term
 
     def step(self, message: Message) -> None:
         """Feed one message received from the network."""
@@ -280,8 +291,12 @@ class RaftNode:
         return (
             self._config.check_quorum
             and self._leader is not None
+            and not self._distrusts_leader()
             and self._election_elapsed_ticks < self._config.election_tick
         )
+
+    def _distrusts_leader(self) -> bool:
+        return self._distrusted_term == self._term
 
     # --- role changes ----------------------------------------------------------
 
@@ -419,6 +434,8 @@ class RaftNode:
         """A message from the leader of our term: (re)start its lease."""
         if self._role is Role.LEADER:
             raise AssertionError(f"two leaders in term {self._term}: {self.node_id} and {leader}")
+        if self._distrusts_leader():
+            return  # no lease for a leader whose entry we refused as untimely: let an election run
         if self._role is not Role.FOLLOWER:
             self._become_follower(self._term, leader)
         self._leader = leader
@@ -439,10 +456,29 @@ class RaftNode:
         new_entries = self._log.new_suffix(entries)
         if not all(e.kind is EntryKind.NOOP or self._is_valid(e.data) for e in new_entries):
             return  # refuse, without acknowledging anything in the message
-        self._log.append(new_entries)
         last_verified = prev_index + len(entries)
+        timely = self._timely_prefix(new_entries, append)
+        if len(timely) < len(new_entries):
+            self._distrusted_term = self._term
+            last_verified = new_entries[len(timely)].index - 1
+            new_entries = timely
+        self._log.append(new_entries)
         self._log.commit_to(min(append.leader_commit, last_verified))
         self._reply_append(append, success=True, match_index=last_verified)
+
+    def _timely_prefix(self, entries, append: AppendEntries):
+        """The entries before the first one that is refused as untimely: any, from a leader
+        we distrust; a batch whose time entry_timely refuses. Entries the leader says are
+        committed are a majority's decision already and are taken from anyone."""
+        check = self._config.entry_timely
+        distrusted = self._distrusts_leader()
+        if check is None and not distrusted:
+            return entries
+        for position, entry in enumerate(entries):
+            if entry.index > append.leader_commit and (
+                    distrusted or (entry.kind is EntryKind.NORMAL and not check(entry.data))):
+                return entries[:position]
+        return entries
 
     def _reject_hint(self, prev_index: int, prev_term: int) -> int:
         """Highest index that could still match the leader: nothing after our

@@ -58,6 +58,9 @@ class AppendEntries:
     prev_term: int
     entries: tuple[Entry, ...]
     leader_commit: int
+    # The leader's wall clock when the message left, stamped by the driver (the core reads no
+    # clock; 0 = not stamped). The receiving driver checks it: see RaftNode.distrust_leader.
+    leader_time_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
