@@ -40,6 +40,7 @@ class Code(IntEnum):
     PARTY_EXISTS = 21
     UNKNOWN_PARTY = 22
     LAST_OF_ROLE = 23
+    KEY_IN_USE = 25          # 24 is assigned elsewhere
 
     @property
     def message(self) -> str:
@@ -76,4 +77,6 @@ MESSAGES: dict[Code, str] = {
     Code.PARTY_EXISTS: "a party with that key is already known",
     Code.UNKNOWN_PARTY: "no active party with that key and role",
     Code.LAST_OF_ROLE: "retiring it would leave the consortium with no active node",
+    Code.KEY_IN_USE: "that key already belongs to another identity (a member, or a centre, partner, node or admin); "
+                     "one key is one identity: make a new key for this one",
 }

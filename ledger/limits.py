@@ -21,6 +21,7 @@ HASH_BYTES = 32                       # SHA-256
 MAX_TX_BYTES = 4096
 MAX_NAME_BYTES = 64                   # party names (centres, partners, nodes; never members)
 MAX_ADDRESS_BYTES = 256               # node network address, host:port
+MIN_ACTIVITY_REF_BYTES = 1            # a deposit always points somewhere in the centre's records
 MAX_ACTIVITY_REF_BYTES = 64           # opaque code or hash pointing at a centre's own records
 MAX_MEMO_BYTES = 140
 MAX_REASON_BYTES = 140
@@ -29,6 +30,8 @@ MAX_GENESIS_PARTIES = 256             # per role in the genesis transaction
 
 # Amounts
 MAX_POINTS_PER_TX = 1_000_000         # one deposit, redemption or refund
+MIN_VOUCHER_POINTS = 1                # a voucher's max_points: 1 .. MAX_VOUCHER_POINTS, else MALFORMED
+MAX_VOUCHER_POINTS = MAX_POINTS_PER_TX   # no redemption may take more, so no voucher allows more
 MAX_BUCKET_POINTS = 10**12            # a member's points from one centre; sums stay far below 2**64
 MAX_VOLUNTEER_MINUTES = 100_000       # per deposit
 MAX_DONATION_AMOUNT = 10**12          # per deposit, in the smallest currency unit (KRW)
