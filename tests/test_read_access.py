@@ -353,3 +353,6 @@ def test_signing_bytes_are_domain_separated_and_bound():
     message = read_signing_bytes(chain, "GetBalance", member, 123)
     assert decode(message) == ["nanum/v1/read", chain, "GetBalance", member, 123]
     assert message != read_signing_bytes(chain, "GetHistory", member, 123)
+    # the example of docs/FORMAT.md §16, byte for byte
+    assert message.hex() == ("95" "ad" + b"nanum/v1/read".hex() + "c410" + "11" * 16 + "aa" + b"GetBalance".hex()
+                             + "c414" + "22" * 20 + "7b")
