@@ -72,7 +72,8 @@ def world(tmp_path_factory):
                "ana_redemption": ana_redemption.tx_id, "ana_refund": ana_refund.tx_id,
                "bo_redemption": bo_redemption.tx_id,
                "bookstore": writer.partners[0].party_id, "venue": writer.partners[1].party_id,
-               "centre A": writer.centres[0].party_id, "centre B": writer.centres[1].party_id}
+               "centre A": writer.centres[0].party_id, "centre B": writer.centres[1].party_id,
+               "admin": bytes.fromhex(layout.admins[0].party_id)}
     finally:
         for client in clients.values():
             client.close()
@@ -151,12 +152,13 @@ def test_a_member_reads_all_of_their_own_history_donations_included(world):
 
 
 @pytest.mark.parametrize("reader", READERS)
-def test_a_partners_and_a_centres_history(world, reader):
+def test_a_partners_a_centres_and_an_admins_history(world, reader):
     client = world["clients"][reader]
     tables = {"bookstore": _row({"auditor", "node", "bookstore"}),
               "venue": _row({"auditor", "node", "venue"}),
               "centre A": _row({"auditor", "node", "centre A"}),
-              "centre B": _row({"auditor", "node", "centre B"})}
+              "centre B": _row({"auditor", "node", "centre B"}),
+              "admin": _row({"auditor", "node", "admin"})}
     for party, table in tables.items():
         got = outcome(client.history, world[party], min_height=world["height"])
         assert got == table[reader], f"{reader} reading {party}'s history"
@@ -356,3 +358,48 @@ def test_signing_bytes_are_domain_separated_and_bound():
     # the example of docs/FORMAT.md §16, byte for byte
     assert message.hex() == ("95" "ad" + b"nanum/v1/read".hex() + "c410" + "11" * 16 + "aa" + b"GetBalance".hex()
                              + "c414" + "22" * 20 + "7b")
+
+
+def test_the_validity_window_is_inclusive_at_both_ends():
+    from ledger.read_grant import GrantError, check_grant
+    member, chain, now = SigningKey.generate(), b"\x33" * 16, 1_800_000_000_000
+    for not_after_ms in (now, now + MAX_READ_VALIDITY_MS):
+        grant = sign_read(member, chain, "GetHistory", member.party_id, not_after_ms)
+        assert check_grant(grant, chain, "GetHistory", member.party_id, now) == member.party_id
+    for not_after_ms, problem in ((now - 1, "expired"), (now + MAX_READ_VALIDITY_MS + 1, "at most")):
+        grant = sign_read(member, chain, "GetHistory", member.party_id, not_after_ms)
+        with pytest.raises(GrantError, match=problem) as refused:
+            check_grant(grant, chain, "GetHistory", member.party_id, now)
+        assert not refused.value.malformed
+    grant = sign_read(member, chain, "GetHistory", member.party_id, now)
+    with pytest.raises(GrantError) as refused:
+        check_grant(grant, chain, "Submit", member.party_id, now)
+    assert refused.value.malformed
+
+
+def test_a_certificate_without_a_nanum_identity_is_unauthenticated(world):
+    """Issued by the consortium CA (so the handshake succeeds) but with no nanum:// SAN URI."""
+    from datetime import datetime, timedelta, timezone
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    layout = world["cluster"].layout
+    ca_key, ca_cert = pki.read_private_key(layout.ca_key_file), pki.read_certificate(layout.ca_cert_file)
+    tls_key = pki.generate_tls_key()
+    now = datetime.now(timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nobody")]))
+            .issuer_name(ca_cert.subject).public_key(tls_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .sign(ca_key, hashes.SHA256()))
+    tls = TlsFiles(layout.ca_cert_file.read_bytes(), pki.certificate_pem(cert), pki.private_key_pem(tls_key))
+    with LedgerClient(list(layout.addresses), tls, 5_000) as nobody:
+        for call, args in ((nobody.balance, (world["ana"].party_id,)), (nobody.history, (world["bookstore"],)),
+                           (nobody.transaction, (world["ana_redemption"],)), (nobody.checkpoint, ())):
+            with pytest.raises(ClientError) as refused:
+                call(*args)
+            assert refused.value.status == grpc.StatusCode.UNAUTHENTICATED and "no nanum identity" in str(refused.value)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(nobody.blocks(1, 1, headers_only=True))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
