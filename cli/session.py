@@ -208,7 +208,8 @@ def client_failure(error: ClientError, tx_id: bytes | None = None) -> UserError:
     if status == grpc.StatusCode.NOT_FOUND:
         return UserError(f"not found: {error}")
     if status == grpc.StatusCode.PERMISSION_DENIED:
-        return UserError(f"not allowed: {error} ({status.name})")
+        hint = "; a member signs their own reads with --key MEMBER.key" if "signed read" in str(error) else ""
+        return UserError(f"not allowed: {error} ({status.name}){hint}")
     if status == grpc.StatusCode.UNAUTHENTICATED:
         return UserError(f"not authenticated: {error} ({status.name})")
     if status == grpc.StatusCode.INVALID_ARGUMENT:

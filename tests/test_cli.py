@@ -171,7 +171,8 @@ def test_user_story(files, tmp_path):
     assert "not allowed: a transaction is read by its parties" in denied and "PERMISSION_DENIED" in denied
     denied = nanum("balance", member_id, "--client", files["partner"], code=3).output
     assert "a member's balance is read by the member (signed read)" in denied
-    nanum("history", member_id, "--client", files["member"], code=3)
+    denied = nanum("history", member_id, "--client", files["member"], code=3).output
+    assert "a member signs their own reads with --key" in denied
 
 
 # --- refusals by the ledger: exit 1 with the code's name ----------------------------------------
