@@ -122,7 +122,7 @@ class NodeRuntime:
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
         self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
-        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self), self._server)
+        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self, now_ms=self.clock_ms), self._server)
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
