@@ -30,6 +30,8 @@ class RaftConfig:
     # the rest wait for the next Ready.
     max_ready_messages: int = 1024
     max_ready_committed: int = 256
+    # Linearizable reads waiting for a quorum's confirmation (read_index); more are refused.
+    max_pending_reads: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
     # Run on every NORMAL entry before a follower appends it and on every
@@ -70,6 +72,7 @@ class RaftConfig:
             "max_uncommitted_entries",
             "max_ready_messages",
             "max_ready_committed",
+            "max_pending_reads",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -15,6 +15,8 @@ history out of band and calls `restore`.
 from __future__ import annotations
 
 import random
+from collections import deque
+from dataclasses import replace
 
 from node.raft.config import RaftConfig
 from node.raft.entry import Entry, EntryKind
@@ -31,7 +33,7 @@ from node.raft.messages import (
 )
 from node.raft.progress import Progress, ReplicationState
 from node.raft.quorum import VoteResult, quorum_index, tally
-from node.raft.ready import CatchUp, Ready, Role, SoftState
+from node.raft.ready import CatchUp, Ready, ReadState, Role, SoftState
 from node.raft.storage import HardState, RaftStorage
 
 _FROM_LEADER = (AppendEntries, CatchUpNotice, TimeoutNow)
@@ -73,6 +75,12 @@ class RaftNode:
         self._outbox: list[Message] = []
         self._catch_up: CatchUp | None = None
         self._outstanding: Ready | None = None
+        # ReadIndex (Raft thesis 6.4), leader only: the current read round, the reads waiting for
+        # a quorum to answer a round (round, commit index, context), and those confirmed.
+        self._read_round = 0
+        self._pending_reads: deque[tuple[int, int, int]] = deque()
+        self._waiting_reads: list[int] = []     # asked before this term's first commit
+        self._read_states: list[ReadState] = []
 
     # --- observation (read-only) ---------------------------------------------
 
@@ -132,6 +140,41 @@ class RaftNode:
         self._log.append([Entry(index, self._term, EntryKind.NORMAL, data)])
         self._after_leader_append()
         return index
+
+    def read_index(self, context: int) -> None:
+        """Confirm, for a linearizable read identified by `context`, that this node is still
+        the leader: a quorum must answer a heartbeat round started after this call. A later
+        Ready carries ReadState(context, index); answer the read once the application applied
+        through `index`. No clock is involved, so a leader paused for any time cannot answer
+        from stale state: its round is answered only by nodes still in its term. Raises
+        NotLeader; reads asked before the leader committed an entry of its term wait for that
+        (its commit index may lag the true one until then). At most
+        `max_pending_reads` wait; beyond that ProposalDropped."""
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader)
+        if len(self._pending_reads) + len(self._waiting_reads) >= self._config.max_pending_reads:
+            raise ProposalDropped(f"{self._config.max_pending_reads} reads already wait for confirmation")
+        if self._log.term(self._log.committed) != self._term:
+            self._waiting_reads.append(context)
+            return
+        self._start_read_round([context])
+
+    def _start_read_round(self, contexts: list[int]) -> None:
+        self._read_round += 1
+        for context in contexts:
+            self._pending_reads.append((self._read_round, self._log.committed, context))
+        for peer in self._config.peers:
+            self._heartbeat_to(peer)
+        self._confirm_reads()
+
+    def _confirm_reads(self) -> None:
+        while self._pending_reads:
+            read_round, index, context = self._pending_reads[0]
+            answered = 1 + sum(p.read_round >= read_round for p in self._progress.values())
+            if answered < self._config.quorum:
+                return
+            self._pending_reads.popleft()
+            self._read_states.append(ReadState(context, index))
 
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to `target`: stop accepting proposals, bring it up to
@@ -214,12 +257,14 @@ class RaftNode:
             committed=self._log.next_committed(self._config.max_ready_committed),
             soft_state=soft_state if soft_state != self._reported else None,
             catch_up=self._catch_up,
+            read_states=tuple(self._read_states),
         )
         if ready == _EMPTY_READY:
             return None
         del self._outbox[: len(ready.messages)]
         self._reported = soft_state
         self._catch_up = None
+        self._read_states = []
         self._outstanding = ready
         return ready
 
@@ -308,6 +353,8 @@ class RaftNode:
         self._progress = {}
         self._votes = {}
         self._transfer_target = None
+        self._pending_reads.clear()     # never confirmed: the driver times them out
+        self._waiting_reads.clear()
         self._reset_election_timer()
 
     def _campaign(self, leader_transfer: bool) -> None:
@@ -355,6 +402,7 @@ class RaftNode:
         self._heartbeat_elapsed_ticks = 0
         next_index = self._log.last_index() + 1
         self._progress = {peer: Progress(next=next_index) for peer in self._config.peers}
+        self._read_round = 0
         # Figure 8: entries of earlier terms commit only once an entry of this
         # term does, so start the term with one.
         self._log.append_noop(self._term)
@@ -495,6 +543,7 @@ class RaftNode:
             AppendResponse(
                 self.node_id, append.sender, self._term, success=success, match_index=match_index,
                 rejected_index=0 if success else append.prev_index, reject_hint=reject_hint,
+                read_round=append.read_round,
             )
         )
 
@@ -520,6 +569,9 @@ class RaftNode:
         if progress is None:
             return
         progress.recent_active = True
+        if response.read_round > progress.read_round:
+            progress.read_round = response.read_round
+            self._confirm_reads()
         if response.success:
             if progress.acknowledged(response.match_index):
                 committed = self._maybe_commit()
@@ -540,6 +592,9 @@ class RaftNode:
         # Figure 8: only an entry of our own term is committed by counting replicas.
         if index > self._log.committed and self._log.term(index) == self._term:
             self._log.commit_to(index)
+            if self._waiting_reads:               # the term's first commit: its reads may go
+                waiting, self._waiting_reads = self._waiting_reads, []
+                self._start_read_round(waiting)
             return True
         return False
 
@@ -621,6 +676,8 @@ class RaftNode:
         return validator is None or validator(data)
 
     def _send(self, message: Message) -> None:
+        if self._read_round and isinstance(message, AppendEntries):
+            message = replace(message, read_round=self._read_round)
         self._outbox.append(message)
 
 
