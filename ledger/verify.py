@@ -45,6 +45,7 @@ from ledger.state import (
     PARTY,
     REDEMPTION,
     MemoryState,
+    Party,
     Overlay,
     RedemptionRecord,
     StateReader,
@@ -136,6 +137,14 @@ def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certi
     at its height; with ``require_certificates`` a missing one is a problem too. The iterable
     may raise BlockError (an unreadable source): that is the problem at its place."""
     return _replay(genesis_raw, blocks, require_certificates, freeze_survivors)[0]
+
+
+def verify_chain_nodes(genesis_raw: bytes, blocks: Iterable[BlockInput],
+                       require_certificates: bool = True) -> tuple[Report, list[Party]]:
+    """``verify_chain``, and the node set in force after the last block verified: the active
+    parties of role node, in party id order (whose majority certifies the next block)."""
+    report, state = _replay(genesis_raw, blocks, require_certificates)
+    return report, [party for _, party in sorted(Overlay(state).active_parties(Role.NODE))]
 
 
 def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False,
