@@ -162,7 +162,7 @@ NAME0 = key_name(NODES[0].public_key)
 SIG_B64 = VALID.splitlines()[-1].split(" ")[-1]
 
 
-@pytest.mark.parametrize("text, reason", [
+MALFORMED = [       # (note, why): each one malformed for C2SP signed-note, or no checkpoint
     (VALID + line("a+b", bytes(68)), "holds no white space and no '\\+'"),
     (VALID + line("a\tb", bytes(68)), "no control character"),
     (VALID + line("a\u00a0b", bytes(68)), "no white space"),
@@ -182,7 +182,10 @@ SIG_B64 = VALID.splitlines()[-1].split(" ")[-1]
     (VALID.replace("\n\u2014", "\n\n\u2014", 1).replace("\n\u2014", "\n\n\u2014"), "4 lines"),
     (VALID + "\udcff\n", "valid UTF-8"),
     (VALID + "\x00" + line("x", bytes(68)), "no control character"),
-])
+]
+
+
+@pytest.mark.parametrize("text, reason", MALFORMED)
 def test_malformed_signed_notes_are_refused(text, reason):
     """Each of these is malformed for C2SP signed-note. The code before this rule accepted the
     names with '+', a tab, other Unicode spaces or none, a missing final newline, a trailing
