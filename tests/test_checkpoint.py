@@ -275,3 +275,10 @@ def test_a_node_vkey_is_name_key_id_and_typed_key():
 def test_malformed_or_mismatched_vkeys_are_refused(bad):
     with pytest.raises(ValueError):
         signed_note_form.parse_ed25519_vkey(bad)
+
+
+def test_the_vkey_test_vector_of_format_md():
+    """docs/FORMAT.md §7.4 prints this vector for outsiders; it must stay true."""
+    public_key = bytes.fromhex("5280d3d51c746f52c175b793e7620c9dd734a5e74dd2e7fa0a17dc64cfdaaceb")
+    assert vkey(public_key) == ("nanum-node-610d92710262ca5e0a8fca763062e6e7f1f9c14b+42cf2176+"
+                                "AVKA09UcdG9SwXW3k+diDJ3XNKXnTdLn+goX3GTP2qzr")
