@@ -45,3 +45,7 @@ MAX_TIME_MS = 2**53                   # block and voucher times, ms since the Un
 # "Block time"). Enforced by consensus, not checkable from the chain: a follower refuses a batch
 # stamped more than this ahead of its clock, or (for the leader's own new batches) behind it.
 MAX_BLOCK_TIME_SKEW_MS = 5_000
+
+# Signed checkpoint notes (C2SP signed-note, docs/FORMAT.md §7.4)
+MAX_NOTE_BYTES = 128 * 1024           # a whole note: 256 node signatures take ~38 KiB; room for cosignatures
+MAX_NOTE_SIGNATURES = 2 * MAX_GENESIS_PARTIES   # signature lines, known keys or not (the spec asks >= 16)
