@@ -26,6 +26,11 @@ from node.wire import ledger_pb2, ledger_pb2_grpc
 
 MAX_ATTEMPTS = 20
 RETRY_PAUSE_MS = (50, 1000)
+# One node gets at most this long per attempt, so a node that accepts connections but does not
+# answer (paused, overloaded) costs one attempt, not the whole call: the next node is tried, and
+# a submission resubmitted there is safe (same bytes, same answer). Longer than a commit takes
+# across an election (about a second here), so a healthy leader is not given up on early.
+ATTEMPT_TIMEOUT_MS = 3_000
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -111,7 +116,7 @@ class LedgerClient:
             if remaining <= 0:
                 break
             try:
-                return getattr(self.stub(address), method)(request, timeout=remaining)
+                return getattr(self.stub(address), method)(request, timeout=min(remaining, ATTEMPT_TIMEOUT_MS / 1000))
             except grpc.RpcError as error:
                 last_error = self._classify(error)
                 if not last_error.retryable:
@@ -120,6 +125,8 @@ class LedgerClient:
                 if hint:
                     self._preferred = hint
                     candidates = self._rotation()
+                elif attempt == 0:
+                    next(candidates)        # the rotation starts with the node just tried
             time.sleep(min(pause_ms / 1000, max(0.0, deadline - time.monotonic())))
             pause_ms = min(pause_ms * 2, RETRY_PAUSE_MS[1])
         raise last_error or ClientError(grpc.StatusCode.DEADLINE_EXCEEDED, "no node answered in time")

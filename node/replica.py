@@ -41,7 +41,7 @@ from node.codec import (
     NodeMessage,
 )
 from node.finality import Finality
-from node.raft import AppendEntries, CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as RaftRole
+from node.raft import AppendEntries, CatchUp, EntryKind, RaftConfig, RaftNode, Ready, ReadState, Role as RaftRole
 
 # How many applied consensus entries stay in the log behind the compaction point, so a briefly
 # lagging follower is served from the log rather than by catch-up.
@@ -98,6 +98,7 @@ class Outbox:
 
     messages: list[NodeMessage] = field(default_factory=list)
     applied: list[ExecutedBlock] = field(default_factory=list)
+    reads: list[ReadState] = field(default_factory=list)     # confirmed linearizable reads
 
 
 class Replica:
@@ -221,6 +222,12 @@ class Replica:
         self.raft.transfer_leadership(target)
         self._drain()
 
+    def read_index(self, context: int) -> None:
+        """Asks the core to confirm leadership for a linearizable read (RaftNode.read_index);
+        the confirmation comes out in ``out.reads``. Raises NotLeader / ProposalDropped."""
+        self.raft.read_index(context)
+        self._drain()
+
     def take(self) -> Outbox:
         out, self.out = self.out, Outbox()
         return out
@@ -263,6 +270,7 @@ class Replica:
             self._apply(entry)
         self._at("advance")
         self.raft.advance(ready)                               # 4. acknowledge
+        self.out.reads.extend(ready.read_states)
         if ready.catch_up is not None and self._catch_up is None:
             self._catch_up = ready.catch_up
             self._request_blocks()

@@ -49,6 +49,9 @@ MAX_BATCHES_IN_FLIGHT = 1
 GROUP_COMMIT_MAX_WAIT_MS = 100
 # A leader that is stopped waits at most this long for a peer to take over.
 HANDOVER_TIMEOUT_MS = 2_000
+# A confirmed linearizable read waits for the node to apply through its read index (usually at
+# once: the leader committed it) by polling this often: the entry may be a no-op with no block.
+READ_APPLY_POLL_MS = 2
 # Threads that verify a catch-up response's signatures before the replica installs it
 # (Ed25519 verification releases the GIL: one thread per core).
 PRECHECK_THREADS = max(1, os.cpu_count() or 1)
@@ -102,6 +105,8 @@ class NodeRuntime:
         self.addresses[self.replica.id] = config.listen
         self._pending: list[Tx] = []
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
+        self._reads: dict[int, asyncio.Future] = {}     # read_index context -> its read index
+        self._next_read = 0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._proposed: list[int] = []          # consensus indexes of our batches not yet committed
         self._applied_event = asyncio.Event()
@@ -234,6 +239,7 @@ class NodeRuntime:
                 link.send(message)
         for executed in out.applied:
             self._resolve(executed)
+        self._resolve_reads(out.reads)
         if out.applied and self._pending and self._batches_in_flight() < MAX_BATCHES_IN_FLIGHT:
             self._flush()
         if out.applied:
@@ -348,6 +354,43 @@ class NodeRuntime:
                     waiter.set_exception(error)
 
     # --- reads -------------------------------------------------------------------------------
+
+    async def confirm_read(self, timeout_ms: int) -> None:
+        """Returns once a linearizable read may be answered from this node's state: a quorum
+        confirmed it still leads after the call (ReadIndex, RaftNode.read_index) and it applied
+        the log through its commit index of then. Raises SubmitError (UNAVAILABLE, with the
+        leader if known) if it does not lead or cannot confirm within ``timeout_ms``."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        self._next_read += 1
+        context, future = self._next_read, asyncio.get_running_loop().create_future()
+        self._reads[context] = future
+        try:
+            self.replica.read_index(context)
+            self.after_replica()
+            index = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            while self.replica.raft.applied_index < index:
+                if time.monotonic() > deadline:
+                    raise asyncio.TimeoutError
+                await asyncio.sleep(READ_APPLY_POLL_MS / 1000)
+        except (NotLeader, ProposalDropped) as exc:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, f"cannot confirm a linearizable read here ({exc})",
+                              self.leader_address()) from None
+        except asyncio.TimeoutError:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE,
+                              "could not confirm with a majority that this node still leads; retry",
+                              self.leader_address()) from None
+        finally:
+            self._reads.pop(context, None)
+
+    def _resolve_reads(self, confirmed) -> None:
+        for state in confirmed:
+            future = self._reads.get(state.context)
+            if future is not None and not future.done():
+                future.set_result(state.index)
+        if self._reads and not self.replica.is_leader:
+            for future in self._reads.values():        # the core dropped them with its leadership
+                if not future.done():
+                    future.set_exception(NotLeader(self.replica.leader))
 
     async def wait_for_height(self, height: int, timeout_ms: int) -> bool:
         deadline = time.monotonic() + timeout_ms / 1000

@@ -124,10 +124,15 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             await _abort(context, grpc.StatusCode.UNAVAILABLE,
                          f"this node has not reached height {read.min_height} yet; retry or ask another node",
                          leader=self.runtime.leader_address())
-        if linearizable and not read.stale_ok and not self.runtime.replica.is_leader:
-            await _abort(context, grpc.StatusCode.UNAVAILABLE,
-                         "linearizable reads are answered by the leader; retry there, or pass stale_ok",
-                         leader=self.runtime.leader_address())
+        if linearizable and not read.stale_ok:
+            if not self.runtime.replica.is_leader:
+                await _abort(context, grpc.StatusCode.UNAVAILABLE,
+                             "linearizable reads are answered by the leader; retry there, or pass stale_ok",
+                             leader=self.runtime.leader_address())
+            try:
+                await self.runtime.confirm_read(READ_WAIT_MS)
+            except SubmitError as exc:
+                await _abort(context, exc.status, str(exc), leader=exc.leader)
 
     async def _reader(self, context, request=None, method: str = "", subject: bytes = b"") -> Reader:
         """Who makes this read: the TLS certificate's identity and, when the request carries a

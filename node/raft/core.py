@@ -105,6 +105,11 @@ class RaftNode:
         return self._log.committed
 
     @property
+    def applied_index(self) -> int:
+        """The last entry handed to the application in a Ready that was advanced."""
+        return self._log.applied
+
+    @property
     def last_index(self) -> int:
         return self._log.last_index()
 
