@@ -71,6 +71,11 @@ class Invariants:
         for index, entry in self._committed.items():
             if index < raft.first_index - 1:
                 continue
+            if entry.term > raft.term:
+                # Committed by a later term's leader: a leader of an earlier term that is only
+                # now seen (it resumed from a pause into its old election) cannot hold it, and
+                # Raft does not ask it to; it is deposed as soon as it hears the later term.
+                continue
             if raft.log_term(index) != entry.term:
                 raise InvariantViolation(
                     f"leader {node.node_id} (term {raft.term}) lacks committed {entry}: has term {raft.log_term(index)}"

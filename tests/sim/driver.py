@@ -54,6 +54,8 @@ class NodeEnvironment(Protocol):
 
     def caught_up(self, node: "SimNode", index: int) -> None: ...
 
+    def read_confirmed(self, node: "SimNode", context: int, index: int) -> None: ...
+
     def catch_up_donor(self, node_id: str) -> ReplicatedApp | None:
         """The app of `node_id` if it is reachable for an out-of-band fetch."""
         ...
@@ -135,6 +137,8 @@ class SimNode:
                 env.applied(self, entry)
         else:
             self.raft.advance(ready)
+            for state in ready.read_states:
+                env.read_confirmed(self, state.context, state.index)
 
     def _check_backed_by_disk(self, message: Message) -> None:
         hard_state = self.storage.hard_state()

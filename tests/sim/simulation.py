@@ -44,6 +44,9 @@ PARTITION_HEAL_RATE = 0.03
 TRANSFER_RATE = 0.01
 PROPOSAL_RATE = 0.5
 INVALID_PROPOSAL_SHARE = 0.05
+READ_RATE = 0.2        # per tick: a client asks a random node for a linearizable read
+PAUSE_RATE = 0.01      # per tick: a node is frozen (SIGSTOP) for PAUSE_TICKS, its messages held
+PAUSE_TICKS = (2 * ELECTION_TICK, 5 * ELECTION_TICK)
 
 
 class SimulationFailure(AssertionError):
@@ -99,11 +102,17 @@ class RunStats:
     entries_committed: int = 0
     leaders: int = 0
     heal_to_liveness_ticks: int = 0
+    reads_confirmed: int = 0
 
 
 class Simulation:
     def __init__(self, seed: int, *, node_count: int | None = None, chaos_ticks: int = DEFAULT_CHAOS_TICKS) -> None:
         self._rng = random.Random(seed)
+        self._read_rng = random.Random(f"reads-{seed}")
+        self._read_counter = 0
+        self._reads: dict[int, int] = {}     # read context -> highest index committed when asked
+        self._pause_rng = random.Random(f"pauses-{seed}")
+        self._paused: dict[str, tuple[int, list[Message]]] = {}   # node -> (resume tick, held messages)
         self.plan = RunPlan.draw(seed, self._rng, node_count, chaos_ticks)
         self._replay = _replay_command(seed, node_count, chaos_ticks)
         self._now = 0
@@ -153,8 +162,14 @@ class Simulation:
         self._now += 1
         if chaos:
             self._inject_faults()
+            self._maybe_pause()
+        held = self._resume_due(everyone=not chaos)
         self._propose(chaos)
-        for message in self._network.arrivals(self._now):
+        self._read(resumed=[self._nodes[node_id] for node_id in held])
+        for message in [m for messages in held.values() for m in messages] + self._network.arrivals(self._now):
+            if message.recipient in self._paused:
+                self._paused[message.recipient][1].append(message)
+                continue
             node = self._nodes[message.recipient]
             if node.raft is not None:
                 node.raft.step(message)
@@ -264,6 +279,48 @@ class Simulation:
                     self._heal_probes.add(probe)
                     self._propose_to(node, probe)
 
+    def _maybe_pause(self) -> None:
+        """A node frozen like a SIGSTOPped process: no ticks, messages to it held until it
+        resumes, when a read is waiting for it (the stale-leader window ReadIndex must close)."""
+        if self._pause_rng.random() >= PAUSE_RATE:
+            return
+        candidates = [n for n in self._shuffled_up_nodes()]
+        if candidates:
+            victim = self._pause_rng.choice(candidates)
+            self._paused[victim.node_id] = (self._now + self._pause_rng.randint(*PAUSE_TICKS), [])
+
+    def _resume_due(self, everyone: bool) -> dict[str, list[Message]]:
+        due = [n for n, (until, _) in self._paused.items() if everyone or until <= self._now]
+        return {node_id: self._paused.pop(node_id)[1] for node_id in due}
+
+    def _read(self, resumed: list[SimNode]) -> None:
+        """Linearizable reads (ReadIndex): a client asks a random node — or a node that has just
+        resumed from a pause, before it hears what happened meanwhile; the read it is confirmed
+        with must cover every entry committed before it was asked for. Drawn from streams of
+        their own, so the other choices of a seed stay as they were."""
+        resumed = [n for n in resumed if n.raft is not None]
+        if not resumed and self._read_rng.random() >= READ_RATE:
+            return
+        up_nodes = resumed or [n for n in self._nodes.values() if n.raft is not None]
+        if not up_nodes:
+            return
+        node = self._read_rng.choice(up_nodes)
+        self._read_counter += 1
+        committed = max([max(self._invariants.committed, default=0)] + [n.raft.commit_index for n in up_nodes])
+        try:
+            node.raft.read_index(self._read_counter)
+        except ProposalDropped:          # includes NotLeader
+            return
+        self._reads[self._read_counter] = committed
+        self._drive(node, chaos=False)
+
+    def read_confirmed(self, node: SimNode, context: int, index: int) -> None:
+        committed_before = self._reads.pop(context)
+        if index < committed_before:
+            raise AssertionError(f"stale read: {node.node_id} confirmed read {context} at index {index}, but "
+                                 f"index {committed_before} was committed before the read was asked for")
+        self._stats.reads_confirmed += 1
+
     def _client_data(self) -> bytes:
         if self._rng.random() < INVALID_PROPOSAL_SHARE:
             return self._next_data(b"!invalid")
@@ -305,7 +362,8 @@ class Simulation:
     # --- helpers ----------------------------------------------------------------
 
     def _shuffled_up_nodes(self) -> list[SimNode]:
-        nodes = [n for n in self._nodes.values() if n.is_up]
+        """Nodes that run: up and not paused."""
+        nodes = [n for n in self._nodes.values() if n.is_up and n.node_id not in self._paused]
         self._rng.shuffle(nodes)
         return nodes
 
