@@ -18,7 +18,7 @@ def test_the_table_is_pinned_to_unicode_14_and_the_format_says_so():
     assert REFUSED_CATEGORIES == ("Cc", "Cf", "Zl", "Zp", "Cs", "Cn")
     from pathlib import Path
     format_md = (Path(__file__).resolve().parent.parent / "docs" / "FORMAT.md").read_text()
-    assert "Unicode\n  Character Database version 14.0.0" in format_md or "version 14.0.0" in format_md
+    assert "Character Database version 14.0.0" in " ".join(format_md.split())
 
 
 def test_the_table_is_ascending_and_disjoint():
