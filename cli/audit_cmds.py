@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import click
 
 from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFY_FAILED, UserError, json_option
+from cli.text import echo, printable
 from ledger.block import BlockError, decode_genesis_block
 from ledger.certificate import Certificate, quorum
 from ledger.checkpoint import CheckpointBody, key_id, key_name, signed_note, vkey
@@ -180,7 +181,7 @@ def audit_export(client_file: Path | None, out: Path, genesis_file: Path | None,
                "first_height": first, "last_height": last, "bytes": size})
     else:
         how = f"continued at height {resumed_at}" if resumed_at is not None else "new export"
-        click.echo(f"exported blocks {first}..{last} to {out} ({how}); it holds blocks 0..{last}, {size} bytes")
+        echo(f"exported blocks {first}..{last} to {out} ({how}); it holds blocks 0..{last}, {size} bytes")
 
 
 def _required_client(client_file: Path | None) -> Path:
@@ -310,24 +311,29 @@ def _show_report(report: Report, source: str, workers: int, seconds: float, as_j
         _emit(summary)
         return
     if not report.ok:
+<<<<<<< HEAD
         click.echo(f"VERIFICATION FAILED: {report.problem}", err=True)
         if report.blocks:
             click.echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)",
                        err=True)
+=======
+        echo(f"VERIFICATION FAILED: {printable(report.problem)}", err=True)
+        echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)", err=True)
+>>>>>>> text
         return
-    click.echo(f"verified {source}: {report.blocks} blocks (0..{report.blocks - 1}), "
-               f"{report.transactions} transactions, {report.members} members")
-    click.echo(f"head:  height {report.blocks - 1}, block {summary['head_hash']}")
-    click.echo(f"tree:  size {report.tree_size}, root {summary['tree_root']}")
-    click.echo("points outstanding per centre (deposited - redeemed + refunded - reversed):")
+    echo(f"verified {source}: {report.blocks} blocks (0..{report.blocks - 1}), "
+         f"{report.transactions} transactions, {report.members} members")
+    echo(f"head:  height {report.blocks - 1}, block {summary['head_hash']}")
+    echo(f"tree:  size {report.tree_size}, root {summary['tree_root']}")
+    echo("points outstanding per centre (deposited - redeemed + refunded - reversed):")
     for c in summary["centres"]:
-        click.echo(f"  {c['name'] or '?':<24} {c['id']}  {c['outstanding']:>12}  "
-                   f"(+{c['deposited']} -{c['redeemed']} +{c['refunded']} -{c['reversed']})")
-    click.echo("points redeemed per partner (net of refunds):")
+        echo(f"  {printable(c['name'] or '?'):<24} {c['id']}  {c['outstanding']:>12}  "
+             f"(+{c['deposited']} -{c['redeemed']} +{c['refunded']} -{c['reversed']})")
+    echo("points redeemed per partner (net of refunds):")
     for p in summary["partners"]:
-        click.echo(f"  {p['name'] or '?':<24} {p['id']}  {p['redeemed']:>12}")
-    click.echo(f"every hash link, signature, certificate, rule, Merkle root, state root and centre "
-               f"balance checked ({workers} workers, {seconds:.1f} s)")
+        echo(f"  {printable(p['name'] or '?'):<24} {p['id']}  {p['redeemed']:>12}")
+    echo(f"every hash link, signature, certificate, rule, Merkle root, state root and centre "
+         f"balance checked ({workers} workers, {seconds:.1f} s)")
 
 
 # --- checkpoints ---------------------------------------------------------------------------
@@ -395,9 +401,9 @@ def audit_checkpoint(client_file: Path | None, out: Path | None, genesis_file: P
         _emit({"height": body.height, "tree_size": body.tree_size, "tree_root": body.tree_root.hex(),
                "block_hash": body.block_hash.hex(), "note": note, "out": None if out is None else str(out)})
     elif out is None:
-        click.echo(note, nl=False)
+        echo(note, nl=False)
     else:
-        click.echo(f"checkpoint at height {body.height} (tree size {body.tree_size}) written to {out}")
+        echo(f"checkpoint at height {body.height} (tree size {body.tree_size}) written to {out}")
 
 
 @audit_group.command("consistency")
@@ -426,8 +432,8 @@ def audit_consistency(client_file: Path | None, old_file: Path, new_file: Path |
                "new": {"height": new.height, "tree_size": new.tree_size, "tree_root": new.tree_root.hex(),
                        "block_hash": new.block_hash.hex()}})
     else:
-        click.echo(f"OK: the checkpoint at height {new.height} (tree size {new.tree_size}) extends the one at "
-                   f"height {old.height} (tree size {old.tree_size})")
+        echo(f"OK: the checkpoint at height {new.height} (tree size {new.tree_size}) extends the one at "
+             f"height {old.height} (tree size {old.tree_size})")
 
 
 def _check_extends(client: LedgerClient, old: CheckpointBody, new: CheckpointBody) -> None:
@@ -535,9 +541,9 @@ def node_check(config_file: Path, full: bool, as_json: bool) -> None:
                "problem": None if problem is None else {"height": problem.height, "index": problem.index,
                                                         "field": problem.field, "reason": problem.reason}})
     elif problem is None:
-        click.echo(f"store {path} passes the {kind} check (height {height})")
+        echo(f"store {path} passes the {kind} check (height {height})")
     else:
-        click.echo(f"store {path} fails the {kind} check: {problem}", err=True)
+        echo(f"store {path} fails the {kind} check: {problem}", err=True)
     if problem is not None:
         raise SystemExit(EXIT_VERIFY_FAILED)
 

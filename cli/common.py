@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from cli.text import echo
 
 if TYPE_CHECKING:
     from node.client import LedgerClient
@@ -26,6 +28,10 @@ class UserError(click.ClickException):
     def __init__(self, message: str, exit_code: int = EXIT_INPUT) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        # The message may quote what a node or a file said: printed like every human line.
+        echo(f"Error: {self.format_message()}", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

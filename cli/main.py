@@ -18,6 +18,7 @@ from ledger.keys import KeyFileError, SigningKey, read_key_file, write_key_file
 
 from cli.common import UserError, passphrase
 from cli.lazy import LazyGroup
+from cli.text import echo
 
 
 def _version() -> str:
@@ -30,7 +31,7 @@ def _version() -> str:
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
-        click.echo(f"nanum, version {_version()}")
+        echo(f"nanum, version {_version()}")
         ctx.exit()
 
 
@@ -90,7 +91,7 @@ def _print_key(path: Path, key: SigningKey, as_json: bool) -> None:
         click.echo(json.dumps({"path": str(path), "public_key": key.public_key.hex(),
                                "party_id": key.party_id.hex()}))
     else:
-        click.echo(f"key file:   {path}\npublic key: {key.public_key.hex()}\nparty id:   {key.party_id.hex()}")
+        echo(f"key file:   {path}\npublic key: {key.public_key.hex()}\nparty id:   {key.party_id.hex()}")
 
 
 @main.command()

@@ -13,6 +13,7 @@ import click
 
 from cli.common import EXIT_UNAVAILABLE, UserError, client_from, json_option
 from cli.lazy import LazyGroup
+from cli.text import echo, printable
 from ledger.keys import KeyFileError
 from ledger.store import StoreError
 from node.config import ConfigError, load_config
@@ -48,12 +49,12 @@ def init(folder: Path, name: str, nodes: int, centres, partners, admins: int, th
                                "nodes": [{"name": n.name, "address": n.address, "config": str(n.config_file)}
                                          for n in layout.nodes]}))
         return
-    click.echo(f"consortium {name!r} created in {layout.folder}")
-    click.echo(f"chain id: {layout.chain_id}")
+    echo(f"consortium {printable(name)!r} created in {layout.folder}")
+    echo(f"chain id: {layout.chain_id}")
     for node in layout.nodes:
-        click.echo(f"  {node.name}: {node.address}   nanum node run --config {node.config_file}")
+        echo(f"  {printable(node.name)}: {printable(node.address)}   nanum node run --config {node.config_file}")
     for client in layout.centres + layout.partners:
-        click.echo(f"  {client.role} {client.name}: --client {client.config_file}")
+        echo(f"  {client.role} {printable(client.name)}: --client {client.config_file}")
 
 
 @click.group("node", cls=LazyGroup, lazy_commands={"check": "cli.audit_cmds:node_check"})
@@ -122,9 +123,10 @@ def status(client_file: Path, as_json: bool) -> None:
     else:
         for r in rows:
             if r["role"] == "unreachable":
-                click.echo(f"{r['address']:<21} unreachable ({r['error']})")
+                echo(f"{printable(r['address']):<21} unreachable ({r['error']})")
             else:
-                click.echo(f"{r['address']:<21} {r['name']:<8} {r['role']:<13} term {r['term']:<4} "
-                           f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}")
+                echo(f"{printable(r['address']):<21} {printable(r['name']):<8} {printable(r['role']):<13} "
+                     f"term {r['term']:<4} "
+                     f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}")
     if all(r["role"] == "unreachable" for r in rows):
         raise SystemExit(EXIT_UNAVAILABLE)

@@ -48,6 +48,7 @@ from cli.session import (
     kind_name,
     summary,
 )
+from cli.text import echo, printable
 
 
 # --- balance ---------------------------------------------------------------------------------
@@ -76,12 +77,12 @@ def balance(member_id: bytes, client_file: Path, stale_ok: bool, min_height: int
                    "by_centre": by_centre, "height": view.height})
         return
     if not view.registered:
-        click.echo(f"member {member_id.hex()} is not registered (at height {view.height})")
+        echo(f"member {member_id.hex()} is not registered (at height {view.height})")
         return
-    click.echo(f"member {member_id.hex()}: {view.points} points (at height {view.height})")
+    echo(f"member {member_id.hex()}: {view.points} points (at height {view.height})")
     for row in by_centre:
-        name = f"  {row['name']}" if row["name"] else ""
-        click.echo(f"  {row['points']:>12}  from centre {row['centre_id']}{name}")
+        name = f"  {printable(row['name'])}" if row["name"] else ""
+        echo(f"  {row['points']:>12}  from centre {row['centre_id']}{name}")
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -125,15 +126,15 @@ def history(party_id: bytes, client_file: Path, after_leaf: int, limit: int | No
         emit_json({"party_id": party_id.hex(), "items": rows, "more": more, "next_after": next_after})
         return
     if not rows:
-        click.echo(f"no transactions for {party_id.hex()} after leaf {after_leaf}")
+        echo(f"no transactions for {party_id.hex()} after leaf {after_leaf}")
     else:
-        click.echo(f"{'leaf':>7} {'height':>7}  {'kind':<15} {'result':<26} {'tx id':<32}  details")
+        echo(f"{'leaf':>7} {'height':>7}  {'kind':<15} {'result':<26} {'tx id':<32}  details")
     for r in rows:
-        click.echo(f"{r['leaf_index']:>7} {r['height']:>7}  {r['kind']:<15} {r['code_name']:<26} "
-                   f"{r['tx_id']:<32}  {r['summary']}")
+        echo(f"{r['leaf_index']:>7} {r['height']:>7}  {r['kind']:<15} {r['code_name']:<26} "
+             f"{r['tx_id']:<32}  {r['summary']}")
     if more:
         bound = f" (stopped at {MAX_HISTORY_ITEMS_ALL})" if follow else ""
-        click.echo(f"more{bound}: continue with --after {next_after}")
+        echo(f"more{bound}: continue with --after {next_after}")
 
 
 def _history_row(item) -> dict[str, Any]:
@@ -184,6 +185,7 @@ def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool, rec
     code = Code(view.code)
     role_name = session.genesis.parties().get(tx.author_id)
     author = f"{role_name[0]} {role_name[1]}" if role_name else None
+    # Every value below is one line of printable text (cli/text.py), whatever the chain holds.
     if as_json:
         emit_json({"tx_id": tx.tx_id.hex(), "kind": kind_name(tx), "chain_id": tx.chain_id.hex(),
                    "author_key": tx.author.hex(), "author_id": tx.author_id.hex(),
@@ -194,19 +196,19 @@ def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool, rec
                    "inclusion_proof": [h.hex() for h in view.inclusion_proof], "verified": True,
                    **({"receipt_file": str(receipt_file)} if receipt else {})})
         return
-    click.echo(f"transaction {tx.tx_id.hex()}  ({kind_name(tx)})")
-    click.echo(f"  author:  {tx.author_id.hex()}" + (f"  ({author})" if author else ""))
+    echo(f"transaction {tx.tx_id.hex()}  ({kind_name(tx)})")
+    echo(f"  author:  {tx.author_id.hex()}" + (f"  ({printable(author)})" if author else ""))
     for key, value in payload_fields(tx).items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items())
-        click.echo(f"  {key + ':':<18} {value}")
-    click.echo(f"  result:  {code.name} ({int(code)}): {code.message}")
-    click.echo(f"  recorded at height {view.height}, position {view.index}, leaf {view.leaf_index}")
-    click.echo(f"inclusion proof verified against tree size {view.tree_size} root {view.tree_root.hex()} "
-               f"({len(view.inclusion_proof)} hashes); signatures verified")
+        echo(f"  {key + ':':<18} {printable(value)}")
+    echo(f"  result:  {code.name} ({int(code)}): {code.message}")
+    echo(f"  recorded at height {view.height}, position {view.index}, leaf {view.leaf_index}")
+    echo(f"inclusion proof verified against tree size {view.tree_size} root {view.tree_root.hex()} "
+         f"({len(view.inclusion_proof)} hashes); signatures verified")
     if receipt:
-        click.echo(f"receipt written to {receipt_file}: block {receipt.height}, certified by {receipt.signers} "
-                   f"of the {receipt.nodes} genesis nodes, verified")
+        echo(f"receipt written to {receipt_file}: block {receipt.height}, certified by {receipt.signers} "
+             f"of the {receipt.nodes} genesis nodes, verified")
 
 
 def verify_view(view, tx_id: bytes, chain_id: bytes) -> Tx:

@@ -26,6 +26,7 @@ import click
 
 from cli.common import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_VERIFY_FAILED, UserError, json_option
 from cli.session import Session, emit_json, party_id_callback, talking
+from cli.text import echo
 from ledger import files
 from ledger.block import Header
 from ledger.codes import Code
@@ -276,7 +277,7 @@ def receipt_verify(file: Path, genesis_file: Path, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_json())
     else:
-        click.echo("\n".join(report.describe()))
+        echo("\n".join(report.describe()))
 
 
 # --- settlement statements ---------------------------------------------------------------------
@@ -416,21 +417,21 @@ def _attribution(fetcher: Fetcher, partner_id: bytes, lines: list[_Fetched], fou
 
 def _print_statement(statement: Statement, show_lines: bool) -> None:
     parts, totals = statement.parts, statement.totals()
-    click.echo(f"settlement statement of partner {parts.partner_id.hex()}, "
-               f"{iso_ms(parts.from_ms)} to {iso_ms(parts.to_ms)} (excluded)")
-    click.echo(f"  at certified block {statement.checkpoint.height} (tree size {statement.checkpoint.tree_size}), "
-               f"{totals['lines']} lines, every proof verified")
+    echo(f"settlement statement of partner {parts.partner_id.hex()}, "
+         f"{iso_ms(parts.from_ms)} to {iso_ms(parts.to_ms)} (excluded)")
+    echo(f"  at certified block {statement.checkpoint.height} (tree size {statement.checkpoint.tree_size}), "
+         f"{totals['lines']} lines, every proof verified")
     if show_lines:
         for line in statement.lines:
             sign = "-" if line.kind == "refund" else "+"
-            click.echo(f"  {iso_ms(line.header.time_ms)}  {line.kind:<6} {sign}{line.points:>9}  "
-                       f"member {line.member_id.hex()}  tx {line.tx.tx_id.hex()}")
+            echo(f"  {iso_ms(line.header.time_ms)}  {line.kind:<6} {sign}{line.points:>9}  "
+                 f"member {line.member_id.hex()}  tx {line.tx.tx_id.hex()}")
     for row in statement.by_centre():
-        click.echo(f"  centre {row['centre_id']}: redeemed {row['redeemed']}, refunded {row['refunded']}, "
-                   f"net {row['net']}")
-    click.echo(f"  total: redeemed {totals['redeemed']}, refunded {totals['refunded']}, net {totals['net']} points")
+        echo(f"  centre {row['centre_id']}: redeemed {row['redeemed']}, refunded {row['refunded']}, "
+             f"net {row['net']}")
+    echo(f"  total: redeemed {totals['redeemed']}, refunded {totals['refunded']}, net {totals['net']} points")
     if not statement.period_closed:
-        click.echo("  note: the period is not over at the certified head; later blocks may add lines", err=True)
+        echo("  note: the period is not over at the certified head; later blocks may add lines", err=True)
 
 
 @settlement_group.command("verify")
@@ -453,10 +454,10 @@ def settlement_verify(file: Path, genesis_file: Path, as_json: bool) -> None:
                    "totals": statement.totals(), "by_centre": statement.by_centre(),
                    "attribution_proven": False})
         return
-    click.echo(f"statement VERIFIED: {file}")
+    echo(f"statement VERIFIED: {file}")
     _print_statement(statement, show_lines=False)
-    click.echo("  centre attribution: arithmetic checked; it is computed from members' histories, "
-               "which the statement does not prove")
+    echo("  centre attribution: arithmetic checked; it is computed from members' histories, "
+         "which the statement does not prove")
 
 
 __all__ = ["receipt_group", "settlement_group", "write_receipt"]

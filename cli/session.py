@@ -24,6 +24,7 @@ from cli.common import (
     UserError,
     passphrase,
 )
+from cli.text import echo
 from ledger.block import BlockError, decode_entry, decode_genesis_block
 from ledger.codes import Code
 from ledger import keys
@@ -179,7 +180,7 @@ class Refused(UserError):
         super().__init__(message, EXIT_REFUSED)
 
     def show(self, file: Any = None) -> None:
-        click.echo(self.format_message(), err=True)
+        echo(self.format_message(), err=True)
 
 
 def refusal_line(code: Code, tx_id: bytes | None = None, height: int | None = None) -> str:

@@ -37,9 +37,10 @@ from cli.session import (
     refusal_line,
     tx_id_callback,
 )
+from cli.text import echo
 from ledger import files
 from ledger.codes import Code
-from ledger.encoding import DecodeError, has_control_character
+from ledger.encoding import DecodeError, text_problem
 from ledger.keys import KeyFileError, SigningKey, read_key_file
 from ledger.limits import (
     MAX_ACTIVITY_REF_BYTES,
@@ -92,8 +93,9 @@ def _text_callback(what: str, max_bytes: int, min_bytes: int = 0):
         size = len(value.encode("utf-8"))
         if not min_bytes <= size <= max_bytes:
             raise UserError(f"{what} must be {min_bytes} to {max_bytes} bytes of UTF-8 text, got {size}")
-        if has_control_character(value):
-            raise UserError(f"{what} must not contain control characters (U+0000-U+001F, U+007F-U+009F)")
+        problem = text_problem(value)      # the ledger's own text rule (FORMAT.md §1)
+        if problem is not None:
+            raise UserError(f"{what}: {problem}")
         return value
     return callback
 
@@ -150,9 +152,9 @@ def submit(session: Session, key: SigningKey, tx_id: bytes, payload: Payload, as
     if as_json:
         emit_json(result)
         return
-    click.echo(f"tx {result['tx_id']}: {code.name} at height {response.height} (leaf {response.leaf_index})")
+    echo(f"tx {result['tx_id']}: {code.name} at height {response.height} (leaf {response.leaf_index})")
     if response.duplicate:
-        click.echo("duplicate: this transaction was already recorded; the original result stands")
+        echo("duplicate: this transaction was already recorded; the original result stands")
     if code != Code.OK:       # the node reports refusals as errors; kept for safety
         raise Refused(refusal_line(code, tx_id, response.height))
 
@@ -210,7 +212,7 @@ def member_register(public_key_hex: str | None, member_key: Path | None, client_
     payload = RegisterMember(member_public)
     member_id = payload.member_id.hex()
     if not as_json:
-        click.echo(f"member id: {member_id}")
+        echo(f"member id: {member_id}")
     submit(session, key, new_tx_id(tx_id), payload, as_json, {"member_id": member_id})
 
 
@@ -335,10 +337,10 @@ def voucher_create(key_file: Path | None, passphrase_env: str | None, client_fil
                    "expires_at": _iso(expiry_ms), "chain_id": chain_id.hex(),
                    "out": str(out_file) if out_file else None})
         return
-    click.echo(f"voucher from member {voucher.member_id.hex()} for partner {partner_id.hex()}: up to "
-               f"{max_points} points, valid until {_iso(expiry_ms)}" + (f", written to {out_file}" if out_file else ""),
+    echo(f"voucher from member {voucher.member_id.hex()} for partner {partner_id.hex()}: up to "
+         f"{max_points} points, valid until {_iso(expiry_ms)}" + (f", written to {out_file}" if out_file else ""),
                err=True)
-    click.echo(compact)
+    echo(compact)
 
 
 def _write_new_file(path: Path, text: str) -> None:

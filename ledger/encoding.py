@@ -20,19 +20,15 @@ and re-encode to the very same bytes. So a structure has exactly one encoding, a
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any
 
 import msgpack
 
 from ledger.limits import MAX_ENCODED_BYTES, MAX_NESTING
+from ledger.text import describe, first_refused
 
 UINT64_MAX = 2**64 - 1
-# The control characters refused in every text field (docs/FORMAT.md §1): Unicode general
-# category Cc, that is C0 (U+0000-U+001F), DEL (U+007F) and C1 (U+0080-U+009F). C1 holds
-# terminal controls too (U+009B is CSI), and names and memos are printed to people.
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class DecodeError(ValueError):
@@ -206,14 +202,20 @@ def expect_text(value: Any, field: str, max_bytes: int, min_bytes: int = 0) -> s
         raise DecodeError(f"text of {size} bytes, over the limit of {max_bytes}", field)
     if size < min_bytes:
         raise DecodeError(f"text must have at least {min_bytes} byte(s)", field)
-    if has_control_character(value):
-        raise DecodeError("text contains control characters (U+0000-U+001F, U+007F-U+009F)", field)
+    problem = text_problem(value)
+    if problem is not None:
+        raise DecodeError(problem, field)
     return value
 
 
-def has_control_character(text: str) -> bool:
-    """True if ``text`` holds a character that no text field may hold (see _CONTROL_CHARACTER)."""
-    return _CONTROL_CHARACTER.search(text) is not None
+def text_problem(text: str) -> str | None:
+    """Why ``text`` may not be a text field's value (docs/FORMAT.md §1, ledger/text.py), or None.
+    The message names the character by its code point, never prints it."""
+    refused = first_refused(text)
+    if refused is None:
+        return None
+    return (f"text contains {describe(refused)}: no text field may hold a control, format, "
+            f"line or paragraph separator, or unassigned character")
 
 
 def expect_bool(value: Any, field: str) -> bool:

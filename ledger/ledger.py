@@ -25,7 +25,7 @@ from ledger.block import (
 )
 from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
-from ledger.limits import PARTY_ID_BYTES, TX_ID_BYTES
+from ledger.limits import MAX_BLOCK_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.state import MemoryState, Member, Overlay, RedemptionRecord, TxRecord
 from ledger.memory_store import MemoryStore
 from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
@@ -49,6 +49,22 @@ class TxView:
 
 
 MAX_HISTORY_PAGE = 500
+# The bytes of stored blocks (decoded size) one history page may decode. Each block touched is
+# decoded once per page, and a page stops early, shorter and with ``more`` set, before a block
+# that would take it past this; the first block is always read, so every page makes progress.
+# A reader asking for 500 items spread over 500 large blocks thus costs at most this much work.
+MAX_HISTORY_READ_BYTES = 16 * 1024 * 1024
+assert MAX_HISTORY_READ_BYTES >= MAX_BLOCK_BYTES, "a page must be able to read any one block"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a party's history: (leaf index, height, transaction, result) oldest first,
+    and whether more follow (``more`` is known without reading any block beyond the page)."""
+
+    items: list[tuple[int, int, Tx, Code]]
+    more: bool
+    read_bytes: int          # bytes of blocks decoded to answer it
 
 
 def _check_size(value: bytes, size: int, what: str) -> None:
@@ -178,16 +194,41 @@ class Ledger:
         return TxView(decode_tx(decode(entry)[0]), record, entry, proof, size, self.head.header.tree_root)
 
     def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 100) -> list[tuple[int, int, Tx, Code]]:
-        """(leaf index, height, transaction, result) touching a party or member, oldest first."""
+        """(leaf index, height, transaction, result) touching a party or member, oldest first:
+        exactly ``limit`` items if so many follow ``after_leaf``, whatever the blocks weigh.
+        A server answering clients uses ``history_page``, which bounds the work."""
+        return self.history_page(party_id, after_leaf, limit, max_read_bytes=None).items
+
+    def history_page(self, party_id: bytes, after_leaf: int = -1, limit: int = 100,
+                     max_read_bytes: int | None = MAX_HISTORY_READ_BYTES) -> HistoryPage:
+        """Up to ``limit`` items of a party's or member's history after ``after_leaf``, oldest
+        first, decoding each block they are in once, and no more than ``max_read_bytes`` of
+        blocks (see MAX_HISTORY_READ_BYTES; None: no bound). StoreError if the store is damaged."""
         _check_size(party_id, PARTY_ID_BYTES, "a party id")
         if not 0 < limit <= MAX_HISTORY_PAGE:
             raise ValueError(f"a history page holds 1..{MAX_HISTORY_PAGE} items")
         with self.store.reader() as r:
-            found = []
-            for leaf, height, index in r.account_entries(party_id, after_leaf, limit):
-                tx_raw, code = decode(r.decoded_block(height).entries[index])
-                found.append((leaf, height, decode_tx(tx_raw), Code(code)))
-        return found
+            located = r.account_entries(party_id, after_leaf, limit + 1)   # one more: is there more?
+            more = len(located) > limit
+            items: list[tuple[int, int, Tx, Code]] = []
+            read_bytes, height_read, entries = 0, -1, []
+            for leaf, height, index in located[:limit]:
+                if height != height_read:      # leaves ascend, so a block's items are consecutive
+                    raw = r.block(height)
+                    if raw is None:
+                        raise StoreError(f"the history of {party_id.hex()} names block {height}, which is not "
+                                         "stored; run `nanum node check --full`")
+                    if items and max_read_bytes is not None and read_bytes + len(raw) > max_read_bytes:
+                        more = True
+                        break
+                    read_bytes += len(raw)
+                    entries, height_read = decode_block(raw).entries, height
+                if not 0 <= index < len(entries):
+                    raise StoreError(f"the history of {party_id.hex()} names entry {index} of block {height}, "
+                                     "which has no such entry; run `nanum node check --full`")
+                tx_raw, code = decode(entries[index])
+                items.append((leaf, height, decode_tx(tx_raw), Code(code)))
+        return HistoryPage(items, more, read_bytes)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 consistency proof between two tree sizes, both at most the current size."""

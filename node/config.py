@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 
 from ledger import files
 from ledger.address import format_address, parse_address   # the one host:port grammar
+from ledger.encoding import text_problem
 from ledger.limits import MAX_BLOCK_BYTES, MAX_GENESIS_PARTIES, MAX_NAME_BYTES
 from ledger.limits import MAX_TXS_PER_BLOCK, PARTY_ID_BYTES
 
@@ -331,8 +332,9 @@ def _check_name(setting: _Setting, value: Any, base: Path | None, check_files: b
     text = _text(value)
     if not text or len(text.encode("utf-8")) > MAX_NAME_BYTES:
         raise _Invalid(f"must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 text")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-        raise _Invalid("must not contain control characters")
+    problem = text_problem(text)      # a node's name goes into genesis and governance text fields
+    if problem is not None:
+        raise _Invalid(problem)
     return text
 
 

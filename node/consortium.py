@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ledger.block import decode_block
+from ledger.encoding import text_problem
 from ledger.genesis import build_genesis
 from ledger.keys import SigningKey, write_key_file
 from ledger.limits import MAX_GENESIS_PARTIES, MAX_NAME_BYTES, MAX_TIME_MS
@@ -202,9 +203,12 @@ def _check_int(label: str, value: object, low: int, high: int) -> None:
 def _check_name(label: str, name: object, max_chars: int) -> None:
     # Names go into the genesis block (bytes) and into certificate CNs (characters).
     if not isinstance(name, str) or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES \
-            or len(name) > max_chars or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+            or len(name) > max_chars:
         raise ConsortiumError(f"{label}: must be 1 to {MAX_NAME_BYTES} bytes of UTF-8 text, "
                               f"at most {max_chars} characters, no control characters")
+    problem = text_problem(name)      # the ledger's own text rule (FORMAT.md §1)
+    if problem is not None:
+        raise ConsortiumError(f"{label}: {problem}")
 
 
 def _check_empty(folder: Path) -> None:

@@ -204,12 +204,11 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         await self._before_read(context, request.read, linearizable=False)
         await self._allow(context, reader, check_history, request.party_id)
         ledger = self.runtime.ledger
-        items = ledger.history(request.party_id, request.after_leaf, limit)
-        more = len(items) == limit and bool(ledger.history(request.party_id, items[-1][0], 1))
+        page = ledger.history_page(request.party_id, request.after_leaf, limit)   # bounded in bytes read
         return ledger_pb2.History(
             items=[ledger_pb2.HistoryItem(leaf_index=leaf, tx=tx.raw, code=int(code), height=height)
-                   for leaf, height, tx, code in items],
-            more=more)
+                   for leaf, height, tx, code in page.items],
+            more=page.more)
 
     async def StreamBlocks(self, request, context):
         reader = await self._reader(context)

@@ -136,6 +136,9 @@ def test_relative_paths_are_written_relative_to_the_file(folder):
     ("name", "7", "must be a string"),
     ("name", '""', "1 to 64 bytes"),
     ("name", '"a\\u0007b"', "control"),
+    ("name", '"a\\u009bb"', "U\\+009B"),
+    ("name", '"a\\u202eb"', "U\\+202E"),
+    ("name", '"a\\u2028b"', "U\\+2028"),
     ("tick_msec", "50", "did you mean 'tick_ms'"),
     ("limits", "{ tick_ms = 5 }", "unknown setting"),
 ])

@@ -178,20 +178,47 @@ def _sample(name: str) -> Tx:
     return GENESIS if name == "genesis" else SAMPLES[name]
 
 
-@pytest.mark.parametrize("control", ["\x00", "\x1f", "\x7f", "\x80", "\x85", "\x9b", "\x9f"], ids=repr)
+# Examples of each refused general category (FORMAT.md §1, Unicode 14.0.0).
+REFUSED_EXAMPLES = {
+    "Cc": ["\x00", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9b", "\x9d", "\x9f"],
+    "Cf": ["\u00ad", "\u061c", "\u200b", "\u200d", "\u200e", "\u200f", "\u202a", "\u202d", "\u202e",
+           "\u2060", "\u2066", "\u2069", "\ufeff", "\U000e0001", "\U000e0041"],
+    "Zl": ["\u2028"],
+    "Zp": ["\u2029"],
+    "Cn": ["\u0378", "\u2065", "\ufdd0", "\ufffe", "\uffff", "\U0001fafa", "\U0010ffff"],
+}
+REFUSED = [(category, ch) for category, chars in REFUSED_EXAMPLES.items() for ch in chars]
+
+
+@pytest.mark.parametrize("category, refused", REFUSED, ids=[f"{k}-U+{ord(ch):04X}" for k, ch in REFUSED])
 @pytest.mark.parametrize("name, path, field", TEXT_FIELDS, ids=[f"{n}:{f}" for n, _, f in TEXT_FIELDS])
-def test_a_control_character_in_any_text_field_is_malformed(name, path, field, control):
+def test_a_refused_character_in_any_text_field_is_malformed(name, path, field, category, refused):
     # Inside the host of an address, so that it is the character, not the grammar, at fault.
-    raw = rewired(_sample(name), path, lambda text: control + text)
-    with pytest.raises(DecodeError, match="control characters") as caught:
-        decode_tx(raw)
-    assert caught.value.field == field
+    for where in (lambda text: refused + text, lambda text: text[:1] + refused + text[1:]):
+        raw = rewired(_sample(name), path, where)
+        with pytest.raises(DecodeError, match=f"U\\+{ord(refused):04X}") as caught:
+            decode_tx(raw)
+        assert caught.value.field == field
+        assert refused not in str(caught.value)     # the message names it, never carries it
+
+
+def test_the_refused_examples_are_of_their_category_in_unicode_14():
+    import unicodedata
+    if unicodedata.unidata_version != "14.0.0":
+        pytest.skip(f"this Python's Unicode is {unicodedata.unidata_version}; the examples are chosen in 14.0.0")
+    for category, ch in REFUSED:
+        assert unicodedata.category(ch) == category, hex(ord(ch))
+
+
+# Allowed: just past the control sets, spaces (Zs), Hangul, a 14.0.0 emoji with its variation
+# selector (Mn), private use (Co), combining marks.
+ALLOWED_TEXT = "\x20\x7e\xa0광\u3000\U0001faf6\ufe0f\ue000\u0301"
 
 
 @pytest.mark.parametrize("name, path, field", [f for f in TEXT_FIELDS if not f[2].endswith("address")],
                          ids=[f"{n}:{f}" for n, _, f in TEXT_FIELDS if not f.endswith("address")])
-def test_the_characters_just_past_the_control_sets_are_text(name, path, field):
-    tx = decode_tx(rewired(_sample(name), path, lambda text: "\x20\x7e\xa0광" + text[:40]))
+def test_the_characters_just_past_the_refused_sets_are_text(name, path, field):
+    tx = decode_tx(rewired(_sample(name), path, lambda text: ALLOWED_TEXT + text[:30]))
     assert tx.raw != _sample(name).raw
 
 
@@ -511,6 +538,10 @@ SIGNED_BUT_MALFORMED = {
     "points as bytes": (signed_wire(c.centres[0], TxKind.DEPOSIT, _deposit_wire(1, b"x")), "payload.points"),
     "control character": (signed_wire(c.centres[0], TxKind.DEPOSIT, _deposit_wire(4, "VOL\n1")),
                           "payload.activity_ref"),
+    "bidi override": (signed_wire(c.centres[0], TxKind.DEPOSIT, _deposit_wire(4, "VOL\u202e1")),
+                      "payload.activity_ref"),
+    "paragraph separator in a memo": (signed_wire(c.partners[0], TxKind.REDEEM,
+                                                  [signed_voucher_wire(5), 5, "two\u2029books"]), "payload.memo"),
     "short payload": (signed_wire(c.centres[0], TxKind.DEPOSIT, deposit.payload.to_wire()[:-1]), "payload"),
     "approvals on a deposit": (signed_wire(c.centres[0], TxKind.DEPOSIT, deposit.payload.to_wire(),
                                            approvers=(c.admins[1],)), "approvals"),
