@@ -311,15 +311,9 @@ def _show_report(report: Report, source: str, workers: int, seconds: float, as_j
         _emit(summary)
         return
     if not report.ok:
-<<<<<<< HEAD
-        click.echo(f"VERIFICATION FAILED: {report.problem}", err=True)
-        if report.blocks:
-            click.echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)",
-                       err=True)
-=======
         echo(f"VERIFICATION FAILED: {printable(report.problem)}", err=True)
-        echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)", err=True)
->>>>>>> text
+        if report.blocks:
+            echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)", err=True)
         return
     echo(f"verified {source}: {report.blocks} blocks (0..{report.blocks - 1}), "
          f"{report.transactions} transactions, {report.members} members")
@@ -488,10 +482,10 @@ def audit_keys(client_file: Path | None, genesis_file: Path | None, export_file:
         _emit({"source": source, "height": height, "origin": f"nanum/{anchor.chain_id.hex()}",
                "quorum": needed, "nodes": rows})
         return
-    click.echo(f"node set in force after block {height} of {source}: {len(rows)} nodes; a checkpoint note "
+    echo(f"node set in force after block {height} of {source}: {len(rows)} nodes; a checkpoint note "
                f"needs valid signatures of {needed}")
     for row in rows:
-        click.echo(f"{row['vkey']}  {row['name']}")
+        echo(f"{row['vkey']}  {printable(row['name'])}")
 
 
 def _nodes_after_export(path: Path, anchor: Anchor) -> tuple[list[tuple[bytes, str]], int]:
