@@ -119,3 +119,13 @@ def mixed_order_signature(seed: bytes, torsion: bytes = ORDER_8_A, tries: int = 
         if k % 8 == 0:
             return mixed, message, r_point + _le((r + k * a) % L)
     raise AssertionError("no message with k = 0 mod 8 found")
+
+
+def mixed_order_r_signature(seed: bytes, message: bytes, torsion: bytes = ORDER_8_A) -> bytes:
+    """R' = [r]B + T, S = r + k*a with k over R's bytes: the cofactored equation holds, the
+    cofactorless one does not ([S]B - [k]A = [r]B, not R'). Only the key's holder can make it."""
+    a = secret_scalar(seed)
+    r = int.from_bytes(hashlib.sha512(b"nonce" + message).digest(), "little") % L
+    r_point = sodium.crypto_core_ed25519_add(sodium.crypto_scalarmult_ed25519_base_noclamp(_le(r)), torsion)
+    k = challenge(r_point, public_key(seed), message)
+    return r_point + _le((r + k * a) % L)

@@ -177,6 +177,13 @@ def test_small_order_r_is_refused():
     assert keys.verify(edges.public_key(SEED), signature, MESSAGE) is False
 
 
+def test_mixed_order_r_is_refused_the_rule_is_cofactorless():
+    # [8]([S]B - [k]A - R) = identity holds, [S]B - [k]A = R does not: the rule is cofactorless
+    # (FORMAT.md §3), so only the key's holder could make this, and no conforming verifier takes it.
+    signature = edges.mixed_order_r_signature(SEED, MESSAGE)
+    assert keys.verify(edges.public_key(SEED), signature, MESSAGE) is False
+
+
 def test_mixed_order_a_is_refused_even_when_the_equation_holds():
     for torsion in (edges.ORDER_8_A, edges.ORDER_8_B):
         mixed, message, signature = edges.mixed_order_signature(SEED, torsion)
@@ -376,3 +383,22 @@ def test_nanum_member_register_refuses_a_weak_key_before_signing(tmp_path, publi
     assert result.exit_code == 3, result.output
     assert "not a valid Ed25519 key" in result.output and "nanum keys generate" in result.output
     assert "absent.toml" not in result.output, "the key is checked before the client file is read"
+
+
+def test_invalid_key_in_a_genesis_file_read_back_names_the_key(monkeypatch):
+    # A genesis block holding a small-order node key, built as the old code would have
+    # (the key check switched off), then read as a node or an auditor reads a genesis file.
+    import ledger.tx
+    from ledger.block import decode_genesis_block
+    from ledger.state import MemoryState
+    admins = [key(f"admin{i}") for i in range(2)]
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger.tx, "check_public_keys", lambda tx: None)
+        raw = build_genesis("weak", GENESIS_TIME_MS, 2, [(k, f"admin{i}") for i, k in enumerate(admins)],
+                            [], [], [(key("node0").public_key, "node0", "127.0.0.1:7000"),
+                                     (edges.IDENTITY, "weak", "127.0.0.1:7001")])
+    with pytest.raises(BlockError) as caught:
+        decode_genesis_block(raw, MemoryState())
+    error = caught.value
+    assert (error.height, error.index, error.field) == (0, 0, "payload.nodes[1].public_key")
+    assert "INVALID_KEY" in str(error) and edges.IDENTITY.hex() in str(error)
