@@ -2,13 +2,16 @@
 
 Owns the auditor's commands: ``audit export`` (certified blocks from a node into an export file,
 resumable), ``audit verify`` (a whole chain, from an export or streamed from a node, on every
-core), ``audit checkpoint`` (the latest certified checkpoint as a signed note) and
-``audit consistency`` (a later checkpoint extends an earlier one); and a node operator's
+core), ``audit checkpoint`` (the latest certified checkpoint as a signed note),
+``audit consistency`` (a later checkpoint extends an earlier one) and ``audit keys`` (the
+nodes' signed-note verifier keys, for other signed-note tools); and a node operator's
 ``node check`` (the store's quick integrity check, or ``--full`` re-verification).
 
 The trust anchor is always the auditor's own genesis block (``--genesis``, or the one named in
 the client config): an export or a node whose block 0 differs is refused. Exit codes: 0 all
-checks passed, 2 usage, 3 unreadable input, 4 node unreachable, 5 verification failed.
+checks passed, 2 usage, 3 unreadable input (a file that cannot be opened or read), 4 node
+unreachable, 5 verification failed (including an export file that is damaged anywhere, from
+its first byte on: with ``--json`` there is always one verdict with the problem located).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ import click
 
 from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_VERIFY_FAILED, UserError, json_option
 from ledger.block import BlockError, decode_genesis_block
-from ledger.certificate import Certificate
-from ledger.checkpoint import CheckpointBody, signed_note
+from ledger.certificate import Certificate, quorum
+from ledger.checkpoint import CheckpointBody, key_id, key_name, signed_note, vkey
 from ledger.encoding import DecodeError
 from ledger.export import (
     ExportError,
@@ -34,16 +37,25 @@ from ledger.export import (
     resume_export,
     verify_input,
 )
+from ledger.keys import party_id
+from ledger.limits import MAX_NOTE_BYTES
 from ledger.merkle import ProofError, verify_consistency
 from ledger.parallel import MAX_WORKERS, default_workers, verify_chain_parallel
 from ledger.state import MemoryState
 from ledger.store import Store, StoreError
-from ledger.verify import NoteError, Problem, Report, check_store, verify_note, verify_store
+from ledger.verify import (
+    NoteError,
+    Problem,
+    Report,
+    check_store,
+    verify_chain_nodes,
+    verify_note,
+    verify_store,
+)
 from node.config import ConfigError, load_client_config, load_config
 
 PAGE_BLOCKS = 64                      # blocks asked of a node per StreamBlocks call
 MAX_GENESIS_BYTES = 8 * 1024 * 1024
-MAX_NOTE_FILE_BYTES = 64 * 1024
 
 client_option = click.option("--client", "client_file", type=click.Path(dir_okay=False, path_type=Path),
                              envvar="NANUM_CLIENT", help="A client.toml (env NANUM_CLIENT).")
@@ -74,6 +86,7 @@ class Anchor:
         self.chain_id = executed.block.header.chain_id
         self.genesis = executed.txs[0].payload
         self.node_keys = [party.public_key for party in self.genesis.nodes]
+        self.nodes = [(party.public_key, party.name) for party in self.genesis.nodes]
 
 
 if TYPE_CHECKING:
@@ -239,8 +252,8 @@ def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> t
     with handle:
         try:
             reader = ExportReader(handle)
-        except ExportError as exc:
-            raise UserError(f"{path} is not a readable export: {exc}") from None
+        except ExportError as exc:     # damaged from its first byte: a located problem like any other
+            return Report().fail(Problem(0, None, "export", f"not a readable export: {exc}")), str(path)
         if reader.genesis != anchor.raw:
             problem = Problem(0, None, "genesis", f"the export's genesis block is not the one in {anchor.path}; "
                               "refusing to verify a chain you do not anchor")
@@ -298,7 +311,9 @@ def _show_report(report: Report, source: str, workers: int, seconds: float, as_j
         return
     if not report.ok:
         click.echo(f"VERIFICATION FAILED: {report.problem}", err=True)
-        click.echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)", err=True)
+        if report.blocks:
+            click.echo(f"blocks 0..{report.blocks - 1} verified before it ({report.transactions} transactions)",
+                       err=True)
         return
     click.echo(f"verified {source}: {report.blocks} blocks (0..{report.blocks - 1}), "
                f"{report.transactions} transactions, {report.members} members")
@@ -344,11 +359,11 @@ def _checked(text: str, anchor: Anchor, what: str) -> CheckpointBody:
 def _read_note(path: Path) -> str:
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_NOTE_FILE_BYTES + 1)
+            data = handle.read(MAX_NOTE_BYTES + 1)
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_NOTE_FILE_BYTES:
-        raise UserError(f"{path} is larger than {MAX_NOTE_FILE_BYTES} bytes; not a checkpoint note")
+    if len(data) > MAX_NOTE_BYTES:
+        raise UserError(f"{path} is larger than {MAX_NOTE_BYTES} bytes; not a checkpoint note")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -432,6 +447,64 @@ def _check_extends(client: LedgerClient, old: CheckpointBody, new: CheckpointBod
     except ProofError as exc:
         raise VerifyFailed(f"the new checkpoint does not extend the old one ({exc}): history was rewritten") \
             from None
+
+
+@audit_group.command("keys")
+@client_option
+@click.option("--genesis", "genesis_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your genesis block (default: the client config's).")
+@click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Verify this export and list the node set in force after its last block "
+                   "(default: the genesis node set).")
+@json_option
+def audit_keys(client_file: Path | None, genesis_file: Path | None, export_file: Path | None,
+               as_json: bool) -> None:
+    """Print each node's verifier key in the signed-note form <name>+<key id>+<key>.
+
+    Any C2SP signed-note implementation (for example Go's golang.org/x/mod/sumdb/note) given
+    these keys verifies a nanum checkpoint note; a checkpoint needs a majority of them."""
+    if genesis_file is None:
+        if client_file is None:
+            raise UserError("give --genesis FILE or --client CLIENT.toml (whose genesis file is used)", EXIT_USAGE)
+        try:
+            genesis_file = load_client_config(client_file).genesis_file
+        except ConfigError as exc:
+            raise UserError(str(exc)) from None
+    anchor = Anchor(Path(genesis_file))
+    nodes, height, source = anchor.nodes, 0, str(anchor.path)
+    if export_file is not None:
+        nodes, height = _nodes_after_export(export_file, anchor)
+        source = str(export_file)
+    rows = [{"name": name, "party_id": party_id(pk).hex(), "public_key": pk.hex(), "key_name": key_name(pk),
+             "key_id": key_id(pk).hex(), "vkey": vkey(pk)} for pk, name in sorted(nodes, key=lambda n: key_name(n[0]))]
+    needed = quorum(len(rows))
+    if as_json:
+        _emit({"source": source, "height": height, "origin": f"nanum/{anchor.chain_id.hex()}",
+               "quorum": needed, "nodes": rows})
+        return
+    click.echo(f"node set in force after block {height} of {source}: {len(rows)} nodes; a checkpoint note "
+               f"needs valid signatures of {needed}")
+    for row in rows:
+        click.echo(f"{row['vkey']}  {row['name']}")
+
+
+def _nodes_after_export(path: Path, anchor: Anchor) -> tuple[list[tuple[bytes, str]], int]:
+    """The node set after the last block of a verified export; VerifyFailed if it does not verify."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        try:
+            reader = ExportReader(handle)
+        except ExportError as exc:
+            raise VerifyFailed(f"{path} is not a readable export: {exc}") from None
+        if reader.genesis != anchor.raw:
+            raise VerifyFailed(f"the genesis block of {path} is not the one in {anchor.path}")
+        report, parties = verify_chain_nodes(anchor.raw, verify_input(reader))
+    if not report.ok:
+        raise VerifyFailed(f"{path} does not verify, so its node set is not trusted: {report.problem}")
+    return [(party.public_key, party.name) for party in parties], report.blocks - 1
 
 
 # --- nanum node check ----------------------------------------------------------------------

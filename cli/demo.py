@@ -2,7 +2,8 @@
 
 Starts three nodes on loopback with mutual TLS in a temporary folder; a centre registers
 members and deposits points for volunteering and a donation; a member signs a voucher and a
-bookstore redeems it; a refund and a reversal follow. Mid-way the leader is killed with
+bookstore redeems it; a refund and a reversal follow; the member reads her own balance with a
+read signed by her key, and the bookstore is refused the member's history. Mid-way the leader is killed with
 SIGKILL while deposits keep coming, a new leader takes over, and the killed node is restarted
 and catches up. Finally the whole chain is fetched from a node and verified from the genesis
 block alone, certificates included. Every step checks its outcome; the exit code is 0 only
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import click
+import grpc
 
 from ledger.keys import SigningKey
 from ledger.tx import Deposit, DepositKind, Redeem, Refund, RegisterMember, Reversal, make_tx
@@ -122,6 +124,20 @@ class Demo:
         _, result = self._submit(self.centre_client, self.centre, Reversal(self.donation_id, "entered twice"))
         _check("reversal", result.code_name, "OK")
         _check("member's balance (50 - 25 + 10 - 20)", self.centre_client.balance(self.member.party_id).points, 15)
+        self.reads()
+
+    def reads(self) -> None:
+        _step("who may read what: the member reads her own balance with a read signed by her key; "
+              "the bookstore may not read her history")
+        with self.cluster.client("member") as member_client:
+            member_client.sign_reads_as(self.member, self.chain)
+            _check("member's own balance (signed read)", member_client.balance(self.member.party_id).points, 15)
+        try:
+            self.bookstore_client.history(self.member.party_id)
+            raise DemoFailed("the bookstore read a member's history")
+        except ClientError as exc:
+            _check("the bookstore asking for her history gets", exc.status, grpc.StatusCode.PERMISSION_DENIED)
+            click.echo(f"    ({exc})")
 
     def failover(self) -> None:
         cluster = self.cluster

@@ -1,5 +1,8 @@
 """``nanum balance``, ``nanum history`` and ``nanum tx show``: reading the ledger.
 
+Centres, partners and auditors read as their client.toml's certificate; a member passes
+``--key`` and the read is signed with their own key (a member reads only their own account).
+
 ``tx show`` verifies what the node sends: the entry holds exactly the transaction asked for,
 its signatures verify under this chain id, and the Merkle inclusion proof leads from the
 entry's leaf hash to the tree root the node reports. Any failure exits with 5.
@@ -34,6 +37,8 @@ from cli.session import (
     DEFAULT_HISTORY_LIMIT,
     MAX_HISTORY_ITEMS_ALL,
     client_option,
+    load_member_key,
+    member_key_options,
     party_id_callback,
     tx_id_callback,
     Session,
@@ -54,11 +59,14 @@ from cli.session import (
 @click.option("--stale-ok", is_flag=True, help="Accept an answer from any node, possibly a little behind.")
 @click.option("--min-height", metavar="H", type=click.IntRange(min=0), default=0,
               help="Wait (bounded) until the answering node has applied this height (read your writes).")
+@member_key_options
 @json_option
-def balance(member_id: bytes, client_file: Path, stale_ok: bool, min_height: int, as_json: bool) -> None:
+def balance(member_id: bytes, client_file: Path, stale_ok: bool, min_height: int, as_json: bool,
+            member_key_file: Path | None = None, passphrase_env: str | None = None) -> None:
     """A member's points: the total and how many came from each centre."""
     session = Session(client_file)
-    with talking(), session.client() as client:
+    member = load_member_key(member_key_file, passphrase_env)
+    with talking(), session.client(member) as client:
         view = client.balance(member_id, min_height=min_height, stale_ok=stale_ok)
     parties = session.genesis.parties()
     by_centre = [{"centre_id": c.centre_id.hex(), "name": parties.get(c.centre_id, (None, None))[1],
@@ -91,15 +99,18 @@ def balance(member_id: bytes, client_file: Path, stale_ok: bool, min_height: int
               help=f"Follow pages to the end (at most {MAX_HISTORY_ITEMS_ALL} transactions).")
 @click.option("--min-height", metavar="H", type=click.IntRange(min=0), default=0,
               help="Wait (bounded) until the answering node has applied this height (read your writes).")
+@member_key_options
 @json_option
 def history(party_id: bytes, client_file: Path, after_leaf: int, limit: int | None, follow: bool,
-            min_height: int, as_json: bool) -> None:
+            min_height: int, as_json: bool, member_key_file: Path | None = None,
+            passphrase_env: str | None = None) -> None:
     """The transactions touching a member, centre or partner, oldest first, one per line."""
     session = Session(client_file)
+    member = load_member_key(member_key_file, passphrase_env)
     limit = limit or (MAX_HISTORY_PAGE if follow else DEFAULT_HISTORY_LIMIT)
     rows: list[dict[str, Any]] = []
     more, after = False, after_leaf
-    with talking(), session.client() as client:
+    with talking(), session.client(member) as client:
         while True:
             page = client.history(party_id, after, min(limit, MAX_HISTORY_ITEMS_ALL - len(rows)), min_height)
             for item in page.items:
@@ -157,15 +168,19 @@ class VerificationFailed(UserError):
               help="Wait (bounded) until the answering node has applied this height.")
 @click.option("--receipt", "receipt_file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a receipt to FILE, checkable offline with `nanum receipt verify`.")
+@member_key_options
 @json_option
-def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool, receipt_file: Path | None = None) -> None:
+def tx_show(tx_id: bytes, client_file: Path, min_height: int, as_json: bool, receipt_file: Path | None = None,
+            member_key_file: Path | None = None, passphrase_env: str | None = None) -> None:
     """A transaction decoded, its result and height, and its inclusion proof, verified here."""
     session = Session(client_file)
     chain_id = session.chain_id
-    with talking(), session.client() as client:
+    member = load_member_key(member_key_file, passphrase_env)
+    with talking(), session.client(member) as client:
         view = client.transaction(tx_id, min_height=min_height)
     tx = verify_view(view, tx_id, chain_id)
-    receipt = write_receipt(session, tx_id, max(min_height, view.height), receipt_file) if receipt_file else None
+    receipt = (write_receipt(session, tx_id, max(min_height, view.height), receipt_file, member)
+               if receipt_file else None)
     code = Code(view.code)
     role_name = session.genesis.parties().get(tx.author_id)
     author = f"{role_name[0]} {role_name[1]}" if role_name else None

@@ -5,7 +5,9 @@ Owns fetching certified pieces from the nodes and fitting them together: a trans
 with an inclusion proof against the tree of a *certified* block (a node proves against its
 current tree, which may be ahead of the certified head, so the proof is re-rooted with a
 consistency proof and then verified against the certified root), the partner's lines of a
-period, and the members' histories the attribution replays. Every file is verified before it is
+period, and the centres each of its redemptions drew from (a partner reads no member's history:
+docs/ARCHITECTURE.md, "Who may read what"). Blocks are fetched as headers only, which every role
+may read. A member reads with their own key (``--key``: a signed read). Every file is verified before it is
 written; the verify commands need only the file and the genesis block. Formats: docs/FORMAT.md
 sections 14 and 15 (ledger/receipt.py, ledger/settlement.py).
 """
@@ -25,11 +27,12 @@ import click
 from cli.common import EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_VERIFY_FAILED, UserError, json_option
 from cli.session import Session, emit_json, party_id_callback, talking
 from ledger import files
-from ledger.block import Header, decode_block
+from ledger.block import Header
 from ledger.codes import Code
-from ledger.encoding import DecodeError, encode
+from ledger.encoding import DecodeError, decode, encode
 from ledger.ledger import MAX_HISTORY_PAGE
 from ledger.receipt import (
+    MAX_HEADER_BYTES,
     MAX_RECEIPT_BYTES,
     Anchor,
     Receipt,
@@ -51,13 +54,14 @@ from ledger.settlement import (
     ProvenEntry,
     Statement,
     StatementParts,
-    attribute,
+    attribute_drawn,
     build_statement,
     check_line_count,
     check_period,
     iso_ms,
     verify_statement,
 )
+from ledger.keys import SigningKey
 from ledger.tx import Redeem, Tx, decode_tx
 from node.client import LedgerClient
 from node.wire import ledger_pb2
@@ -66,7 +70,6 @@ CERTIFY_WAIT_MS = 15_000               # how long to wait for a block to be cert
 CERTIFY_POLL_MS = 100
 MAX_GENESIS_BYTES = 8 * 1024 * 1024
 MAX_SCANNED_HISTORY = 10 * MAX_STATEMENT_LINES   # partner history items read for one statement
-MAX_MEMBER_HISTORY = 10_000            # a member's history items replayed for the attribution
 HISTORY_PAGE = MAX_HISTORY_PAGE
 
 
@@ -139,12 +142,12 @@ class Fetcher:
     def block(self, height: int) -> tuple[Header, bytes]:
         """The header and certificate of a certified block."""
         if height not in self._headers:
-            answers = list(self.client.blocks(height, 1))
+            answers = list(self.client.blocks(height, 1, headers_only=True))
             if len(answers) != 1 or answers[0].height != height or not answers[0].certificate:
                 raise UserError(f"the node did not send certified block {height}; retry in a moment",
                                 EXIT_UNAVAILABLE)
             try:
-                header = decode_block(answers[0].block).header
+                header = Header.from_wire(decode(answers[0].header, MAX_HEADER_BYTES))
             except DecodeError as exc:
                 raise VerificationFailed(f"the node sent an undecodable block {height}: {exc}") from None
             if header.height != height:
@@ -186,9 +189,7 @@ class Fetcher:
         LimitError beyond ``limit`` items."""
         items, after = [], after_leaf
         while True:
-            request = ledger_pb2.GetHistoryRequest(party_id=party_id, after_leaf=after, limit=HISTORY_PAGE,
-                                                   read=ledger_pb2.ReadOptions(min_height=min_height))
-            page = self.client.call("GetHistory", request)
+            page = self.client.history(party_id, after, HISTORY_PAGE, min_height)
             for item in page.items:
                 if item.leaf_index >= end_leaf:
                     return items
@@ -230,11 +231,13 @@ def header_bytes(header: Header) -> bytes:
 # --- receipts ------------------------------------------------------------------------------------
 
 
-def write_receipt(session: Session, tx_id: bytes, min_height: int, path: Path) -> ReceiptReport:
+def write_receipt(session: Session, tx_id: bytes, min_height: int, path: Path,
+                  member: SigningKey | None = None) -> ReceiptReport:
     """Fetches a transaction's entry, the certificate of the block that recorded it and a proof
-    against that block's tree; verifies the receipt with the session's genesis; writes it."""
+    against that block's tree; verifies the receipt with the session's genesis; writes it.
+    With ``member``, the transaction is read as that member (a signed read)."""
     genesis_raw, _ = load_anchor(session.config.genesis_file)
-    with talking(), session.client() as client:
+    with talking(), session.client(member) as client:
         fetcher = Fetcher(client)
         view = client.transaction(tx_id, min_height=min_height)
         fetcher.certified_head(view.height)
@@ -362,45 +365,53 @@ def _fetch_parts(fetcher: Fetcher, partner_id: bytes, from_ms: int, to_ms: int) 
                if code == Code.OK and tx.kind in SETTLED_KINDS and tx.author_id == partner_id]
     check_line_count(len(settled))
     lines = [_fetch_line(fetcher, tx, head) for tx in settled]
-    members: dict[bytes, int] = {}
-    for _, member_id, proven in lines:
-        members[member_id] = max(members.get(member_id, -1), proven.entry.leaf_index)
-    splits = _attribution(fetcher, members, head.height)
-    heights = sorted({height for height, _, _ in lines})
+    splits = _attribution(fetcher, partner_id, lines, found, first, head.height)
+    heights = sorted({line.height for line in lines})
     blocks = tuple(CertifiedBlock(header_bytes(h), c) for h, c in map(fetcher.block, heights))
     return StatementParts(partner_id, from_ms, to_ms, CertifiedBlock(header_bytes(head), head_certificate), blocks,
-                          tuple(LineParts(proven.entry, proven.redemption,
-                                          splits[member_id].get(proven.tx_id, ()))
-                                for _, member_id, proven in lines))
+                          tuple(LineParts(line.entry, line.redemption, splits.get(line.tx_id, ()))
+                                for line in lines))
 
 
 @dataclass(frozen=True, slots=True)
 class _Fetched:
     tx_id: bytes
+    height: int
     entry: ProvenEntry
     redemption: ProvenEntry | None
+    redemption_id: bytes             # the line's redemption (itself, for a redemption line)
+    drawn: tuple[tuple[bytes, int], ...]   # that redemption's centres, in the order drawn
 
 
-def _fetch_line(fetcher: Fetcher, tx: Tx, head: Header) -> tuple[int, bytes, _Fetched]:
-    """(height, member id, proven entry and refunded redemption) of one line."""
+def _fetch_line(fetcher: Fetcher, tx: Tx, head: Header) -> _Fetched:
+    """One line: its proven entry, the redemption a refund names, and the redemption's draw."""
     view, proven = fetcher.proven(tx.tx_id, head)
     if isinstance(tx.payload, Redeem):
-        return view.height, tx.payload.voucher.member_id, _Fetched(tx.tx_id, proven, None)
+        return _Fetched(tx.tx_id, view.height, proven, None, tx.tx_id, _drawn(view))
     redemption_view, redemption = fetcher.proven(tx.payload.redemption_id, head)
     redeem = _decoded(redemption_view.tx, redemption_view.leaf_index)
     if not isinstance(redeem.payload, Redeem):
         raise VerificationFailed(f"refund {tx.tx_id.hex()} names {redeem.tx_id.hex()}, which is not a redemption")
-    return view.height, redeem.payload.voucher.member_id, _Fetched(tx.tx_id, proven, redemption)
+    return _Fetched(tx.tx_id, view.height, proven, redemption, redeem.tx_id, _drawn(redemption_view))
 
 
-def _attribution(fetcher: Fetcher, members: dict[bytes, int], min_height: int) -> dict[bytes, dict]:
-    """Per member, the centre split of each redemption and refund, from the member's history up
-    to (and including) the last leaf the statement needs."""
-    splits = {}
-    for member_id, last_leaf in members.items():
-        history = fetcher.history(member_id, -1, last_leaf + 1, min_height, MAX_MEMBER_HISTORY)
-        splits[member_id] = attribute((tx, code) for _, tx, code in history)
-    return splits
+def _drawn(view: ledger_pb2.TransactionView) -> tuple[tuple[bytes, int], ...]:
+    return tuple((bytes(d.centre_id), d.points) for d in view.drawn)
+
+
+def _attribution(fetcher: Fetcher, partner_id: bytes, lines: list[_Fetched], found: list, first: int,
+                 min_height: int) -> dict[bytes, tuple]:
+    """The centre split of each line, from its redemption's draw and the partner's own refunds
+    of that redemption before it: the partner's history from its earliest redemption on."""
+    if not lines:
+        return {}
+    start = min(line.redemption.leaf_index if line.redemption else line.entry.leaf_index for line in lines)
+    earlier = fetcher.history(partner_id, start - 1, first, min_height, MAX_SCANNED_HISTORY) if start < first else []
+    drawn = {line.redemption_id: line.drawn for line in lines}
+    try:
+        return attribute_drawn(drawn, ((tx, code) for _, tx, code in earlier + found))
+    except AttributionError as exc:
+        raise VerificationFailed(str(exc)) from None
 
 
 def _print_statement(statement: Statement, show_lines: bool) -> None:

@@ -1,7 +1,8 @@
 """What every ``nanum`` command that talks to nodes shares.
 
 The ``--client`` option and the ``Session`` it opens (the client.toml, the chain id read from its
-genesis file, the names of the genesis parties), parsing of hex ids, turning a ``ClientError``
+genesis file, the names of the genesis parties), the ``--key`` option of a member's signed reads,
+parsing of hex ids, turning a ``ClientError``
 into one line and a documented exit code, and describing a transaction for people (one line)
 and for scripts (a JSON object).
 """
@@ -21,11 +22,12 @@ from cli.common import (
     EXIT_REFUSED,
     EXIT_UNAVAILABLE,
     UserError,
+    passphrase,
 )
 from ledger.block import BlockError, decode_entry, decode_genesis_block
 from ledger.codes import Code
 from ledger import keys
-from ledger.keys import parse_hex_id
+from ledger.keys import KeyFileError, SigningKey, parse_hex_id, read_key_file
 from ledger.limits import PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.state import MemoryState
 from ledger.tx import (
@@ -52,6 +54,28 @@ MAX_GENESIS_FILE_BYTES = 8 * 1024 * 1024
 client_option = click.option(
     "--client", "client_file", type=click.Path(dir_okay=False, path_type=Path), envvar="NANUM_CLIENT",
     required=True, help="Your client.toml (env NANUM_CLIENT).")
+
+
+def member_key_options(func):
+    """``--key`` (and ``--passphrase-env``) of a read: a member signs their own reads with their
+    key. Deliberately no environment variable and no client.toml default: a centre's or
+    partner's key must never be sent as a member's read grant by accident."""
+    func = click.option("--passphrase-env", metavar="VAR",
+                        help="The member key's passphrase is in this environment variable.")(func)
+    func = click.option("--key", "member_key_file", type=click.Path(dir_okay=False, path_type=Path),
+                        help="A member's own key (PEM): sign this read as that member (a member reads "
+                             "only their own balance, history and transactions).")(func)
+    return func
+
+
+def load_member_key(key_file: Path | None, passphrase_env: str | None) -> SigningKey | None:
+    if key_file is None:
+        return None
+    try:
+        return read_key_file(key_file, passphrase(passphrase_env))
+    except KeyFileError as exc:
+        message = str(exc)
+        raise UserError(message if str(key_file) in message else f"key file {key_file}: {message}") from None
 
 
 def parse_id(text: str, size: int, what: str) -> bytes:
@@ -132,14 +156,17 @@ class Session:
     def chain_id(self) -> bytes:
         return self.genesis.chain_id
 
-    def client(self) -> LedgerClient:
+    def client(self, member: SigningKey | None = None) -> LedgerClient:
+        """A client over this config's TLS identity; with ``member``, its reads are signed by
+        that member's key (docs/FORMAT.md §16)."""
         config = self.config
         try:
             tls = TlsFiles.load(config.ca_cert_file, config.tls_cert_file, config.tls_key_file)
         except OSError as exc:
             raise UserError(f"cannot read a TLS file named in the client config: {exc.filename}: "
                             f"{exc.strerror}") from None
-        return LedgerClient(list(config.nodes), tls, config.timeout_ms, config.max_message_bytes)
+        client = LedgerClient(list(config.nodes), tls, config.timeout_ms, config.max_message_bytes)
+        return client.sign_reads_as(member, self.chain_id) if member is not None else client
 
 
 # --- errors from the nodes ------------------------------------------------------------------
@@ -180,8 +207,11 @@ def client_failure(error: ClientError, tx_id: bytes | None = None) -> UserError:
     status = error.status
     if status == grpc.StatusCode.NOT_FOUND:
         return UserError(f"not found: {error}")
-    if status in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return UserError(f"the node refused this client's TLS certificate: {error} ({status.name})")
+    if status == grpc.StatusCode.PERMISSION_DENIED:
+        hint = "; a member signs their own reads with --key MEMBER.key" if "signed read" in str(error) else ""
+        return UserError(f"not allowed: {error} ({status.name}){hint}")
+    if status == grpc.StatusCode.UNAUTHENTICATED:
+        return UserError(f"not authenticated: {error} ({status.name})")
     if status == grpc.StatusCode.INVALID_ARGUMENT:
         return UserError(f"the node refused the request: {error}")
     return UserError(f"the node failed: {error} ({status.name}); retrying may help", EXIT_UNAVAILABLE)

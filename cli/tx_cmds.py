@@ -39,15 +39,18 @@ from cli.session import (
 )
 from ledger import files, keys
 from ledger.codes import Code
-from ledger.encoding import DecodeError
+from ledger.encoding import DecodeError, has_control_character
 from ledger.keys import KeyFileError, SigningKey, read_key_file
 from ledger.limits import (
     MAX_ACTIVITY_REF_BYTES,
+    MIN_ACTIVITY_REF_BYTES,
     MAX_DONATION_AMOUNT,
     MAX_MEMO_BYTES,
     MAX_POINTS_PER_TX,
     MAX_REASON_BYTES,
     MAX_VOLUNTEER_MINUTES,
+    MAX_VOUCHER_POINTS,
+    MIN_VOUCHER_POINTS,
     PUBLIC_KEY_BYTES,
     SDG_GOALS,
     TX_ID_BYTES,
@@ -89,8 +92,8 @@ def _text_callback(what: str, max_bytes: int, min_bytes: int = 0):
         size = len(value.encode("utf-8"))
         if not min_bytes <= size <= max_bytes:
             raise UserError(f"{what} must be {min_bytes} to {max_bytes} bytes of UTF-8 text, got {size}")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-            raise UserError(f"{what} must not contain control characters")
+        if has_control_character(value):
+            raise UserError(f"{what} must not contain control characters (U+0000-U+001F, U+007F-U+009F)")
         return value
     return callback
 
@@ -246,8 +249,9 @@ def _minutes_from_hours(text: str) -> int:
 @click.option("--donation", metavar="AMOUNT", type=click.IntRange(1, MAX_DONATION_AMOUNT),
               help="Amount donated, in the smallest currency unit (KRW).")
 @click.option("--other", is_flag=True, help="Points for something that is neither volunteering nor a donation.")
-@click.option("--ref", "activity_ref", required=True, callback=_text_callback("--ref", MAX_ACTIVITY_REF_BYTES),
-              help=f"A code pointing into your own records (at most {MAX_ACTIVITY_REF_BYTES} bytes; "
+@click.option("--ref", "activity_ref", required=True, callback=_text_callback("--ref", MAX_ACTIVITY_REF_BYTES,
+                                                                               MIN_ACTIVITY_REF_BYTES),
+              help=f"A code pointing into your own records ({MIN_ACTIVITY_REF_BYTES} to {MAX_ACTIVITY_REF_BYTES} bytes; "
                    "never personal data).")
 @click.option("--sdg", metavar="1..17", type=click.IntRange(1, SDG_GOALS), help="The UN Sustainable Development Goal, 1..17.")
 @client_option
@@ -310,8 +314,8 @@ def voucher_group() -> None:
               help="The consortium's genesis block file, instead of --client.")
 @click.option("--partner", "partner_id", required=True, metavar="ID40", callback=party_id_callback("--partner"),
               help="The partner (bookstore, venue) allowed to redeem it.")
-@click.option("--max-points", required=True, metavar="N", type=click.IntRange(1, MAX_POINTS_PER_TX),
-              help=f"The most points the partner may redeem with it, 1..{MAX_POINTS_PER_TX}.")
+@click.option("--max-points", required=True, metavar="N", type=click.IntRange(MIN_VOUCHER_POINTS, MAX_VOUCHER_POINTS),
+              help=f"The most points the partner may redeem with it, {MIN_VOUCHER_POINTS}..{MAX_VOUCHER_POINTS}.")
 @click.option("--valid-for", "valid_for", required=True, metavar="DURATION",
               help=f"How long it stays valid: 30m, 2h, 1d ... (at most {MAX_VOUCHER_DAYS}d).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),

@@ -12,26 +12,21 @@ The checkpoint body of block h (every line ends with a newline, 0x0A):
     <tree root after block h, standard base64>
     height <h> block <block hash, 64 lowercase hex digits>   (extension line)
 
-A node's endorsement is its Ed25519 signature over these bytes. In the signed note, each
-signature line is ``"\u2014 " + key name + " " + base64(key id || signature)`` with key name
-``nanum-node-<party id hex>`` and key id = SHA-256(key name || 0x0A || 0x01 || public key)[:4]
-(the signed-note Ed25519 convention).
+A node's endorsement is its Ed25519 signature over these bytes. In the signed note (``ledger.note``),
+a node's key name is ``nanum-node-<party id hex>`` (always a valid signed-note name: ASCII
+letters, digits and hyphens only) and its key id is the signed-note Ed25519 key id of that name and its public key.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
 
-from ledger import keys
-from ledger.limits import CHAIN_ID_BYTES, HASH_BYTES, SIGNATURE_BYTES
+from ledger import keys, note
+from ledger.limits import CHAIN_ID_BYTES, HASH_BYTES
 
 ORIGIN_PREFIX = "nanum/"
-SIGNATURE_PREFIX = "\u2014 "
-ED25519_NOTE_TYPE = b"\x01"
-MAX_NOTE_BYTES = 64 * 1024
 
 
 class CheckpointError(ValueError):
@@ -58,32 +53,35 @@ def body_of(header) -> CheckpointBody:
 
 
 def key_name(public_key: bytes) -> str:
+    """A node's signed-note key name."""
     return f"nanum-node-{keys.party_id(public_key).hex()}"
 
 
 def key_id(public_key: bytes) -> bytes:
-    return hashlib.sha256(key_name(public_key).encode() + b"\n" + ED25519_NOTE_TYPE + public_key).digest()[:4]
+    return note.ed25519_key_id(key_name(public_key), public_key)
+
+
+def vkey(public_key: bytes) -> str:
+    """A node's signed-note verifier key, for any signed-note implementation."""
+    return note.ed25519_vkey(key_name(public_key), public_key)
 
 
 def signed_note(body: CheckpointBody, signatures: list[tuple[bytes, bytes]]) -> str:
     """The signed note: the body, a blank line, one signature line per (public key, signature)."""
-    lines = [f"{SIGNATURE_PREFIX}{key_name(pk)} {base64.b64encode(key_id(pk) + sig).decode()}\n"
-             for pk, sig in signatures]
-    return body.text().decode() + "\n" + "".join(lines)
+    return note.render(body.text(), [(key_name(pk), key_id(pk), sig) for pk, sig in signatures])
 
 
-def parse_note(text: str) -> tuple[CheckpointBody, list[tuple[str, bytes, bytes]]]:
-    """Parses a signed checkpoint note into its body and (key name, key id, signature) lines.
-    Checks the form only; signatures are checked by the caller against keys it trusts."""
-    if len(text.encode()) > MAX_NOTE_BYTES:
-        raise CheckpointError(f"a checkpoint note has at most {MAX_NOTE_BYTES} bytes")
-    body_text, separator, signature_text = text.partition("\n\n")
-    if not separator:
-        raise CheckpointError("no blank line between the checkpoint and its signatures")
-    body = _parse_body(body_text.split("\n"))
-    if body.text().decode() != body_text + "\n":
+def parse_note(text: str) -> tuple[CheckpointBody, list[note.SignatureLine]]:
+    """Parses a signed checkpoint note into its body and its signature lines. Checks the form
+    only (ledger.note, then the checkpoint text); signatures are checked by the caller."""
+    try:
+        body_text, lines = note.split(text)
+    except note.NoteFormatError as exc:
+        raise CheckpointError(str(exc)) from None
+    body = _parse_body(body_text.decode().split("\n")[:-1])
+    if body.text() != body_text:
         raise CheckpointError("the checkpoint text is not in its canonical form")
-    return body, [_parse_signature(line) for line in signature_text.split("\n") if line]
+    return body, lines
 
 
 def _parse_body(lines: list[str]) -> CheckpointBody:
@@ -104,16 +102,3 @@ def _parse_body(lines: list[str]) -> CheckpointBody:
     if len(body.chain_id) != CHAIN_ID_BYTES or len(body.tree_root) != HASH_BYTES or len(body.block_hash) != HASH_BYTES:
         raise CheckpointError("a chain id, root or block hash has the wrong length")
     return body
-
-
-def _parse_signature(line: str) -> tuple[str, bytes, bytes]:
-    if not line.startswith(SIGNATURE_PREFIX):
-        raise CheckpointError(f"a signature line starts with {SIGNATURE_PREFIX!r}")
-    parts = line[len(SIGNATURE_PREFIX):].split(" ")
-    try:
-        blob = base64.b64decode(parts[1], validate=True) if len(parts) == 2 else b""
-    except binascii.Error:
-        blob = b""
-    if len(blob) != 4 + SIGNATURE_BYTES:
-        raise CheckpointError("a signature line is '\u2014 <name> <base64 of key id and signature>'")
-    return parts[0], blob[:4], blob[4:]

@@ -41,6 +41,7 @@ class Code(IntEnum):
     UNKNOWN_PARTY = 22
     LAST_OF_ROLE = 23
     INVALID_KEY = 24        # static: a key in the transaction fails the key rule (FORMAT.md §2)
+    KEY_IN_USE = 25
 
     @property
     def message(self) -> str:
@@ -79,4 +80,6 @@ MESSAGES: dict[Code, str] = {
     Code.LAST_OF_ROLE: "retiring it would leave the consortium with no active node",
     Code.INVALID_KEY: ("a public key is not a valid Ed25519 key (not canonical, of small order, or outside "
                        "the prime-order subgroup); generate a new key with `nanum keys generate`"),
+    Code.KEY_IN_USE: "that key already belongs to another identity (a member, or a centre, partner, node or admin); "
+                     "one key is one identity: make a new key for this one",
 }

@@ -29,7 +29,10 @@ import msgpack
 from ledger.limits import MAX_ENCODED_BYTES, MAX_NESTING
 
 UINT64_MAX = 2**64 - 1
-_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+# The control characters refused in every text field (docs/FORMAT.md §1): Unicode general
+# category Cc, that is C0 (U+0000-U+001F), DEL (U+007F) and C1 (U+0080-U+009F). C1 holds
+# terminal controls too (U+009B is CSI), and names and memos are printed to people.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class DecodeError(ValueError):
@@ -203,9 +206,14 @@ def expect_text(value: Any, field: str, max_bytes: int, min_bytes: int = 0) -> s
         raise DecodeError(f"text of {size} bytes, over the limit of {max_bytes}", field)
     if size < min_bytes:
         raise DecodeError(f"text must have at least {min_bytes} byte(s)", field)
-    if _CONTROL_CHARACTER.search(value):
-        raise DecodeError("text contains control characters", field)
+    if has_control_character(value):
+        raise DecodeError("text contains control characters (U+0000-U+001F, U+007F-U+009F)", field)
     return value
+
+
+def has_control_character(text: str) -> bool:
+    """True if ``text`` holds a character that no text field may hold (see _CONTROL_CHARACTER)."""
+    return _CONTROL_CHARACTER.search(text) is not None
 
 
 def expect_bool(value: Any, field: str) -> bool:

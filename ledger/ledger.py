@@ -15,6 +15,7 @@ from typing import Sequence
 from ledger import merkle
 from ledger.block import (
     BlockError,
+    parties_of,
     ChainHead,
     ExecutedBlock,
     decode_block,
@@ -25,7 +26,7 @@ from ledger.block import (
 from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
 from ledger.limits import PARTY_ID_BYTES, TX_ID_BYTES
-from ledger.state import MemoryState, Overlay, TxRecord
+from ledger.state import MemoryState, Member, Overlay, RedemptionRecord, TxRecord
 from ledger.memory_store import MemoryStore
 from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
 from ledger.tx import Genesis, Tx, check_tx, decode_tx
@@ -145,6 +146,24 @@ class Ledger:
         _check_size(member_id, PARTY_ID_BYTES, "a member id")
         with self.store.reader() as r:
             return Overlay(r).member(member_id) is not None
+
+    def member(self, member_id: bytes) -> Member | None:
+        """The member's record (key and registering centre) at the head, or None."""
+        _check_size(member_id, PARTY_ID_BYTES, "a member id")
+        with self.store.reader() as r:
+            return Overlay(r).member(member_id)
+
+    def parties(self, tx: Tx) -> set[bytes]:
+        """Every id whose history shows ``tx`` (its author and the member it touches). Asked at
+        the head: the redemption and deposit records a refund or reversal names never go away."""
+        with self.store.reader() as r:
+            return parties_of(tx, Overlay(r))
+
+    def redemption(self, tx_id: bytes) -> RedemptionRecord | None:
+        """An accepted redemption's record: who, how much, refunded so far, the centres drawn."""
+        _check_size(tx_id, TX_ID_BYTES, "a transaction id")
+        with self.store.reader() as r:
+            return Overlay(r).redemption(tx_id)
 
     def tx(self, tx_id: bytes) -> TxView | None:
         _check_size(tx_id, TX_ID_BYTES, "a transaction id")

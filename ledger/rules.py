@@ -71,6 +71,8 @@ def _register_member(tx: Tx, state: Overlay, _time_ms: int) -> Code:
         return Code.NOT_AUTHORISED
     if state.member(payload.member_id) is not None:
         return Code.MEMBER_EXISTS
+    if state.party(payload.member_id) is not None:      # one key, one identity: never also a party's
+        return Code.KEY_IN_USE
     state.put_member(payload.member_id, Member(payload.member_key, tx.author_id))
     return Code.OK
 
@@ -212,6 +214,8 @@ def _governance(tx: Tx, state: Overlay, _time_ms: int) -> Code:
     if payload.action == GovernanceAction.ADMIT:
         if target is not None:
             return Code.PARTY_EXISTS
+        if state.member(target_id) is not None:          # one key, one identity: never also a member's
+            return Code.KEY_IN_USE
         state.put_party(target_id, Party(payload.role, payload.public_key, True, payload.name,
                                          payload.address))
         return Code.OK

@@ -2,7 +2,8 @@
 
 Owns the statement format (docs/FORMAT.md section 15: JSON, the authoritative form, and its CSV
 rendering), the statement's limits (period length, number of lines), attributing redeemed and
-refunded points to centres by replaying a member's history through the ledger's own rules, and
+refunded points to centres (from the centres each redemption drew from, as the partner may read
+them, or by replaying a member's history through the ledger's own rules), and
 ``verify_statement``.
 
 A statement is made of proven parts only: the partner's entries, each with its inclusion proof
@@ -40,7 +41,7 @@ from ledger.receipt import (
     check_inclusion,
 )
 from ledger.rules import apply_tx
-from ledger.state import MemoryState, Overlay, Party
+from ledger.state import MemoryState, Overlay, Party, RedemptionRecord
 from ledger.tx import Redeem, Refund, Role, Tx, TxKind
 
 STATEMENT_FORMAT = "nanum/v1/settlement"
@@ -53,8 +54,9 @@ MAX_STATEMENT_BLOCKS = MAX_STATEMENT_LINES
 MAX_CENTRES_PER_LINE = 1_024             # centres one redemption can draw from
 MAX_STATEMENT_FILE_BYTES = 64 * 1024 * 1024
 MAX_PERIOD_END_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z: periods are written as ISO dates
-ATTRIBUTION_NOTE = ("centres are attributed by replaying each member's history through the ledger rules; "
-                    "the proofs do not cover the attribution, an audit of the chain confirms it")
+ATTRIBUTION_NOTE = ("centres are attributed from the centres each redemption drew from, as the node recorded "
+                    "them, refunds giving back the last-drawn points first; the proofs do not cover the "
+                    "attribution, an audit of the chain confirms it")
 SETTLED_KINDS = {TxKind.REDEEM: "redeem", TxKind.REFUND: "refund"}
 CSV_COLUMNS = ("record", "kind", "tx_id", "height", "block_time", "leaf_index", "member_id",
                "redemption_tx_id", "centre_id", "redeemed", "refunded", "net", "centres")
@@ -366,6 +368,51 @@ def attribute(history: Iterable[tuple[Tx, Code]]) -> dict[bytes, tuple[tuple[byt
                                             for c in set(before) | set(after)
                                             if after.get(c, 0) != before.get(c, 0)))
     return splits
+
+
+Split = tuple[tuple[bytes, int], ...]
+
+
+def attribute_drawn(drawn: dict[bytes, Split], history: Iterable[tuple[Tx, Code]]) -> dict[bytes, Split]:
+    """For one partner's accepted redemptions and refunds (oldest first, as its ``GetHistory``
+    gives them), the (centre id, points) each took or gave back, by ascending centre id, from
+    ``drawn``: per redemption id, the (centre id, points) its points were drawn from in the
+    order drawn (the node's redemption record, ``TransactionView.drawn``). A refund gives back
+    the last-drawn points first (§6), so its split follows from the refunds of the same
+    redemption before it, which must all be in ``history``. Needs no member's history."""
+    refunded: dict[bytes, int] = {}
+    splits: dict[bytes, Split] = {}
+    for tx, code in history:
+        payload = tx.payload
+        if code != Code.OK:
+            continue
+        if isinstance(payload, Redeem) and tx.tx_id in drawn:
+            splits[tx.tx_id] = _by_centre(drawn[tx.tx_id])
+        elif isinstance(payload, Refund) and payload.redemption_id in drawn:
+            taken = drawn[payload.redemption_id]
+            before = refunded.get(payload.redemption_id, 0)
+            after = before + payload.points
+            if after > sum(points for _, points in taken):
+                raise AttributionError(f"refund {tx.tx_id.hex()} gives back more than redemption "
+                                       f"{payload.redemption_id.hex()} drew")
+            old, new = dict(_refunded(taken, before)), dict(_refunded(taken, after))
+            splits[tx.tx_id] = tuple(sorted((c, new[c] - old.get(c, 0)) for c in new if new[c] != old.get(c, 0)))
+            refunded[payload.redemption_id] = after
+    return splits
+
+
+def _by_centre(taken: Split) -> Split:
+    totals: dict[bytes, int] = {}
+    for centre_id, points in taken:
+        totals[centre_id] = totals.get(centre_id, 0) + points
+    return tuple(sorted((c, p) for c, p in totals.items() if p))
+
+
+def _refunded(taken: Split, refunded: int) -> list[tuple[bytes, int]]:
+    totals: dict[bytes, int] = {}
+    for centre_id, points in RedemptionRecord(b"", b"", 0, refunded, tuple(taken)).refunded_split():
+        totals[centre_id] = totals.get(centre_id, 0) + points
+    return list(totals.items())
 
 
 def _member_touched(state: Overlay, tx: Tx) -> bytes | None:

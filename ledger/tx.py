@@ -28,6 +28,7 @@ from enum import IntEnum
 from typing import ClassVar, Union
 
 from ledger import keys
+from ledger.address import AddressError, parse_address
 from ledger.codes import Code
 from ledger.encoding import (
     DecodeError,
@@ -51,6 +52,7 @@ from ledger.limits import (
     MAX_REASON_BYTES,
     MAX_TIME_MS,
     MAX_TX_BYTES,
+    MIN_ACTIVITY_REF_BYTES,
     PUBLIC_KEY_BYTES,
     SDG_GOALS,
     SIGNATURE_BYTES,
@@ -111,6 +113,15 @@ def _members_of(enum_type: type[IntEnum]) -> dict[int, IntEnum]:
     return {int(member): member for member in enum_type}
 
 
+def expect_node_address(text: str, field: str) -> str:
+    """A node's address is a ``host:port`` of ledger/address.py's grammar, else MALFORMED."""
+    try:
+        parse_address(text)
+    except AddressError as exc:
+        raise DecodeError(f"a node address: {exc}", field) from None
+    return text
+
+
 # --- payloads: each has to_wire() and from_wire(value) ------------------------------------
 
 
@@ -129,7 +140,9 @@ class PartyEntry:
     def from_wire(cls, value: object, field: str, is_node: bool) -> "PartyEntry":
         fields = expect_array(value, 3, field)
         address = expect_text(fields[2], f"{field}.address", MAX_ADDRESS_BYTES)
-        if not is_node and address:
+        if is_node:
+            expect_node_address(address, f"{field}.address")
+        elif address:
             raise DecodeError("only nodes have an address", f"{field}.address")
         return cls(
             public_key=expect_bytes(fields[0], f"{field}.public_key", size=PUBLIC_KEY_BYTES),
@@ -237,7 +250,8 @@ class Deposit:
             points=expect_uint(fields[1], "payload.points"),
             deposit_kind=deposit_kind,
             quantity=quantity,
-            activity_ref=expect_text(fields[4], "payload.activity_ref", MAX_ACTIVITY_REF_BYTES),
+            activity_ref=expect_text(fields[4], "payload.activity_ref", MAX_ACTIVITY_REF_BYTES,
+                                     min_bytes=MIN_ACTIVITY_REF_BYTES),
             category=expect_uint(fields[5], "payload.category", 0, SDG_GOALS),
         )
 
@@ -325,6 +339,8 @@ class Governance:
             raise DecodeError("a retirement carries no address", "payload.address")
         if admit and (role == Role.NODE) != bool(address):
             raise DecodeError("an admitted node needs an address; other roles have none", "payload.address")
+        if admit and role == Role.NODE:
+            expect_node_address(address, "payload.address")
         return cls(action, role, expect_bytes(fields[2], "payload.public_key", size=PUBLIC_KEY_BYTES),
                    name, address)
 

@@ -45,6 +45,7 @@ from ledger.state import (
     PARTY,
     REDEMPTION,
     MemoryState,
+    Party,
     Overlay,
     RedemptionRecord,
     StateReader,
@@ -136,6 +137,14 @@ def verify_chain(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certi
     at its height; with ``require_certificates`` a missing one is a problem too. The iterable
     may raise BlockError (an unreadable source): that is the problem at its place."""
     return _replay(genesis_raw, blocks, require_certificates, freeze_survivors)[0]
+
+
+def verify_chain_nodes(genesis_raw: bytes, blocks: Iterable[BlockInput],
+                       require_certificates: bool = True) -> tuple[Report, list[Party]]:
+    """``verify_chain``, and the node set in force after the last block verified: the active
+    parties of role node, in party id order (whose majority certifies the next block)."""
+    report, state = _replay(genesis_raw, blocks, require_certificates)
+    return report, [party for _, party in sorted(Overlay(state).active_parties(Role.NODE))]
 
 
 def _replay(genesis_raw: bytes, blocks: Iterable[BlockInput], require_certificates: bool = False,
@@ -526,25 +535,26 @@ class NoteError(Exception):
 
 def verify_note(text: str, chain_id: bytes, node_keys: Iterable[bytes]) -> CheckpointBody:
     """Parses a signed checkpoint note (docs/FORMAT.md §7.4) and checks it names this chain and
-    carries valid signatures of a majority of ``node_keys``. A line whose key name is a known
-    node's must carry that key's id and a signature that verifies; lines of unknown keys are
-    ignored (as C2SP signed-note verifiers do). Raises NoteError."""
+    carries valid signatures of a majority of ``node_keys``, as a C2SP signed-note verifier:
+    a malformed note is refused; a line whose (key name, key id) pair is a known node key's
+    must carry a signature that verifies under it (every such line is checked, a repeated one
+    counts once); every other line is ignored, even if it shares the name or the key id (but
+    not both) with a node key: a witness cosignature, or another key of the same name.
+    Raises NoteError."""
     try:
         body, lines = parse_note(text)
     except CheckpointError as exc:
         raise NoteError(str(exc)) from None
     if body.chain_id != chain_id:
         raise NoteError(f"the checkpoint is of chain {body.chain_id.hex()}, not {chain_id.hex()}")
-    known = {key_name(k): k for k in node_keys}
+    known = {(key_name(k), key_id(k)): k for k in node_keys}
     message, signers = body.text(), set()
-    for number, (name, kid, signature) in enumerate(lines, start=1):
-        public_key = known.get(name)
+    for line in lines:
+        public_key = known.get((line.name, line.key_id))
         if public_key is None:
             continue
-        if kid != key_id(public_key):
-            raise NoteError(f"signature line {number} ({name}): the key id does not match the key name")
-        if not keys.verify(public_key, signature, message):
-            raise NoteError(f"signature line {number} ({name}): the signature does not verify")
+        if not keys.verify(public_key, line.signature, message):
+            raise NoteError(f"signature line {line.number} ({line.name}): the signature does not verify")
         signers.add(public_key)
     needed = quorum(len(known))
     if len(signers) < needed:

@@ -4,7 +4,7 @@ A voucher is not a transaction. The member signs it offline and hands it to a pa
 (bookstore, venue) as a compact string; the partner carries it inside a redeem transaction.
 
 Wire form (canonical array):
-    [1, chain_id:bin16, member_key:bin32, partner_id:bin20, max_points:uint,
+    [1, chain_id:bin16, member_key:bin32, partner_id:bin20, max_points:uint 1..1 000 000,
      nonce:bin16, expiry_ms:uint, signature:bin64]
 The member signs ``encode(["nanum/v1/voucher", chain_id, member_key, partner_id,
 max_points, nonce, expiry_ms])``.
@@ -29,6 +29,8 @@ from ledger.encoding import (
 from ledger.limits import (
     CHAIN_ID_BYTES,
     MAX_TIME_MS,
+    MAX_VOUCHER_POINTS,
+    MIN_VOUCHER_POINTS,
     PARTY_ID_BYTES,
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
@@ -74,7 +76,7 @@ class Voucher:
             chain_id=expect_bytes(fields[1], "voucher.chain_id", size=CHAIN_ID_BYTES),
             member_key=expect_bytes(fields[2], "voucher.member_key", size=PUBLIC_KEY_BYTES),
             partner_id=expect_bytes(fields[3], "voucher.partner_id", size=PARTY_ID_BYTES),
-            max_points=expect_uint(fields[4], "voucher.max_points"),
+            max_points=expect_uint(fields[4], "voucher.max_points", MIN_VOUCHER_POINTS, MAX_VOUCHER_POINTS),
             nonce=expect_bytes(fields[5], "voucher.nonce", size=VOUCHER_NONCE_BYTES),
             expiry_ms=expect_uint(fields[6], "voucher.expiry_ms", 0, MAX_TIME_MS),
             signature=expect_bytes(fields[7], "voucher.signature", size=SIGNATURE_BYTES),
@@ -103,6 +105,9 @@ class Voucher:
 
 def sign_voucher(member: keys.SigningKey, chain_id: bytes, partner_id: bytes,
                  max_points: int, nonce: bytes, expiry_ms: int) -> Voucher:
+    """Signs a voucher; DecodeError (a ValueError) for a ``max_points`` outside
+    MIN_VOUCHER_POINTS..MAX_VOUCHER_POINTS, which no ledger would accept."""
+    expect_uint(max_points, "voucher.max_points", MIN_VOUCHER_POINTS, MAX_VOUCHER_POINTS)
     unsigned = Voucher(chain_id, member.public_key, partner_id, max_points, nonce, expiry_ms,
                        b"\x00" * SIGNATURE_BYTES)
     return Voucher(chain_id, member.public_key, partner_id, max_points, nonce, expiry_ms,

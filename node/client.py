@@ -5,6 +5,10 @@ retrying what is safe to retry: a submission is retried with the *same bytes* (i
 it idempotent) on UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED, within a bounded
 number of attempts and an overall deadline. Every other failure becomes a ``ClientError``
 with the status, the rejection code when there is one, and a message a person can act on.
+
+A member's client signs its reads (``sign_reads_as``): balance, history and transaction
+requests then carry a fresh read grant (ledger/read_grant.py, docs/FORMAT.md §16) valid for
+``DEFAULT_READ_VALIDITY_MS``; centres, partners and auditors read as their TLS certificate.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 import grpc
 
 from ledger.codes import Code
+from ledger.keys import SigningKey
+from ledger.read_grant import DEFAULT_READ_VALIDITY_MS, sign_read
 from node.wire import ledger_pb2, ledger_pb2_grpc
 
 MAX_ATTEMPTS = 20
@@ -61,6 +67,20 @@ class LedgerClient:
                          ("grpc.max_send_message_length", max_message_bytes)]
         self._channels: dict[str, grpc.Channel] = {}
         self._preferred = self.addresses[0]
+        self._member: tuple[SigningKey, bytes] | None = None
+
+    def sign_reads_as(self, member: SigningKey, chain_id: bytes) -> "LedgerClient":
+        """From now on, balance, history and transaction reads are signed by ``member``."""
+        self._member = (member, bytes(chain_id))
+        return self
+
+    def _grant(self, method: str, subject: bytes) -> ledger_pb2.ReadGrant | None:
+        if self._member is None:
+            return None
+        member, chain_id = self._member
+        grant = sign_read(member, chain_id, method, subject, int(time.time() * 1000) + DEFAULT_READ_VALIDITY_MS)
+        return ledger_pb2.ReadGrant(member_key=grant.member_key, not_after_ms=grant.not_after_ms,
+                                    signature=grant.signature)
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -127,17 +147,20 @@ class LedgerClient:
 
     def balance(self, member_id: bytes, min_height: int = 0, stale_ok: bool = False) -> ledger_pb2.Balance:
         read = ledger_pb2.ReadOptions(min_height=min_height, stale_ok=stale_ok)
-        return self.call("GetBalance", ledger_pb2.GetBalanceRequest(member_id=member_id, read=read))
+        return self.call("GetBalance", ledger_pb2.GetBalanceRequest(
+            member_id=member_id, read=read, grant=self._grant("GetBalance", member_id)))
 
     def transaction(self, tx_id: bytes, min_height: int = 0) -> ledger_pb2.TransactionView:
         read = ledger_pb2.ReadOptions(min_height=min_height)
-        return self.call("GetTransaction", ledger_pb2.GetTransactionRequest(tx_id=tx_id, read=read))
+        return self.call("GetTransaction", ledger_pb2.GetTransactionRequest(
+            tx_id=tx_id, read=read, grant=self._grant("GetTransaction", tx_id)))
 
     def history(self, party_id: bytes, after_leaf: int = -1, limit: int = 50,
                 min_height: int = 0) -> ledger_pb2.History:
         read = ledger_pb2.ReadOptions(min_height=min_height)
-        return self.call("GetHistory", ledger_pb2.GetHistoryRequest(party_id=party_id, after_leaf=after_leaf,
-                                                                    limit=limit, read=read))
+        return self.call("GetHistory", ledger_pb2.GetHistoryRequest(
+            party_id=party_id, after_leaf=after_leaf, limit=limit, read=read,
+            grant=self._grant("GetHistory", party_id)))
 
     def checkpoint(self) -> ledger_pb2.Checkpoint:
         return self.call("GetCheckpoint", ledger_pb2.GetCheckpointRequest())
@@ -149,7 +172,9 @@ class LedgerClient:
         """One node's own view (no retries): for `nanum status`, which asks every node."""
         return self.stub(address).GetStatus(ledger_pb2.GetStatusRequest(), timeout=timeout_ms / 1000)
 
-    def blocks(self, from_height: int, max_blocks: int = 0):
-        """Streams certified blocks from ``from_height`` from the preferred node."""
-        request = ledger_pb2.StreamBlocksRequest(from_height=from_height, max_blocks=max_blocks)
+    def blocks(self, from_height: int, max_blocks: int = 0, headers_only: bool = False):
+        """Streams certified blocks (or, with ``headers_only``, their headers) from
+        ``from_height`` from the preferred node. Whole blocks are for auditors and nodes."""
+        request = ledger_pb2.StreamBlocksRequest(from_height=from_height, max_blocks=max_blocks,
+                                                 headers_only=headers_only)
         return self.stub(self._preferred).StreamBlocks(request, timeout=self.timeout_ms / 1000)

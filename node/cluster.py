@@ -62,6 +62,7 @@ class LocalCluster:
     layout: ConsortiumLayout | None = None
     processes: dict[int, subprocess.Popen] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    node_env: dict[int, dict[str, str]] = field(default_factory=dict)   # per node, over extra_env
 
     def create(self, name: str = "Gwangju Nanum Bank (local)") -> ConsortiumLayout:
         spec = ConsortiumSpec(name=name, created_ms=int(time.time() * 1000), nodes=self.nodes,
@@ -77,7 +78,7 @@ class LocalCluster:
         for i in ([index] if index is not None else range(self.nodes)):
             node = self.layout.nodes[i]
             log = open(node.folder / "node.log", "ab")
-            env = dict(os.environ, **self.extra_env)
+            env = dict(os.environ, **self.extra_env, **self.node_env.get(i, {}))
             self.processes[i] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "node", "run", "--config", str(node.config_file),
                  "--log-level", "info"], stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -6,6 +6,10 @@ nothing else. Decoding never trusts the sender field; the transport checks it ag
 authenticated TLS identity.
 
     message      = [type:uint, sender:str, recipient:str, term:uint, ...fields by type]
+    append       = [3, sender, recipient, term, prev_index, prev_term, [entry...], leader_commit,
+                    leader_time_ms:uint (the leader's clock; 0 = not stamped), read_round:uint]
+    answer       = [4, sender, recipient, term, success, match_index, rejected_index, reject_hint,
+                    read_round:uint (echoed)]
     entry        = [index:uint, term:uint, kind:uint (0 noop, 1 normal), data:bin]
     endorsement  = [10, sender, recipient, 0, height:uint, block_hash:bin32, signature:bin64]
 """
@@ -25,6 +29,7 @@ from ledger.encoding import (
     expect_text,
     expect_uint,
 )
+from ledger.limits import MAX_TIME_MS
 from node.raft.entry import Entry, EntryKind
 from node.raft.messages import (
     AppendEntries,
@@ -114,9 +119,10 @@ def _fields(message: NodeMessage) -> list:
         return [message.granted, message.pre_vote]
     if isinstance(message, AppendEntries):
         return [message.prev_index, message.prev_term, [_entry_wire(e) for e in message.entries],
-                message.leader_commit]
+                message.leader_commit, message.leader_time_ms, message.read_round]
     if isinstance(message, AppendResponse):
-        return [message.success, message.match_index, message.rejected_index, message.reject_hint]
+        return [message.success, message.match_index, message.rejected_index, message.reject_hint,
+                message.read_round]
     if isinstance(message, TimeoutNow):
         return []
     if isinstance(message, CatchUpNotice):
@@ -179,7 +185,7 @@ def _vote_response(sender: str, recipient: str, term: int, f: list) -> VoteRespo
 
 
 def _append_entries(sender: str, recipient: str, term: int, f: list) -> AppendEntries:
-    f = _exact(f, 4)
+    f = _exact(f, 6)
     prev_index = expect_uint(f[0], "prev_index")
     items = expect_list(f[2], MAX_ENTRIES_PER_MESSAGE, "entries")
     entries = []
@@ -194,13 +200,15 @@ def _append_entries(sender: str, recipient: str, term: int, f: list) -> AppendEn
         entries.append(Entry(index, expect_uint(e[1], f"entries[{i}].term"), kind,
                              expect_bytes(e[3], f"entries[{i}].data", max_size=MAX_MESSAGE_BYTES)))
     return AppendEntries(sender, recipient, term, prev_index, expect_uint(f[1], "prev_term"),
-                         tuple(entries), expect_uint(f[3], "leader_commit"))
+                         tuple(entries), expect_uint(f[3], "leader_commit"),
+                         expect_uint(f[4], "leader_time_ms", 0, MAX_TIME_MS), expect_uint(f[5], "read_round"))
 
 
 def _append_response(sender: str, recipient: str, term: int, f: list) -> AppendResponse:
-    f = _exact(f, 4)
+    f = _exact(f, 5)
     return AppendResponse(sender, recipient, term, expect_bool(f[0], "success"), expect_uint(f[1], "match_index"),
-                          expect_uint(f[2], "rejected_index"), expect_uint(f[3], "reject_hint"))
+                          expect_uint(f[2], "rejected_index"), expect_uint(f[3], "reject_hint"),
+                          expect_uint(f[4], "read_round"))
 
 
 def _timeout_now(sender: str, recipient: str, term: int, f: list) -> TimeoutNow:

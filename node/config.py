@@ -19,7 +19,6 @@ folder (that is how ``nanum init`` writes a relocatable consortium folder).
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 import tomllib
@@ -28,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ledger import files
-from ledger.limits import MAX_ADDRESS_BYTES, MAX_BLOCK_BYTES, MAX_GENESIS_PARTIES, MAX_NAME_BYTES
+from ledger.address import format_address, parse_address   # the one host:port grammar
+from ledger.limits import MAX_BLOCK_BYTES, MAX_GENESIS_PARTIES, MAX_NAME_BYTES
 from ledger.limits import MAX_TXS_PER_BLOCK, PARTY_ID_BYTES
 
 # --- named limits ---------------------------------------------------------------------------
@@ -45,7 +45,6 @@ CONFIG_FILE_MODE = 0o644
 
 _HEX_ID = re.compile(rf"[0-9a-fA-F]{{{PARTY_ID_BYTES * 2}}}")
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
-_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _REQUIRED = object()
 
@@ -99,6 +98,9 @@ class NodeConfig:
     max_message_bytes: int = 8 * 1024 * 1024
     submit_timeout_ms: int = 10_000
     map_size_bytes: int = 1 << 30
+    # Added to this node's wall clock. For fault tests only (a node with a wrong clock): the
+    # consortium bounds block time whatever one node's clock says (ledger/limits.py).
+    clock_offset_ms: int = 0
 
     @property
     def party_id(self) -> bytes:
@@ -133,6 +135,8 @@ def _int(key: str, default: int, low: int, high: int) -> _Setting:
     return _Setting(key, "int", default, low, high)
 
 
+MAX_CLOCK_OFFSET_MS = 10 * 366 * 24 * 3600 * 1000     # ten years either way
+
 NODE_SETTINGS: tuple[_Setting, ...] = (
     _Setting("name", "name"),
     _Setting("node_id", "id"),
@@ -152,6 +156,7 @@ NODE_SETTINGS: tuple[_Setting, ...] = (
     _int("max_message_bytes", 8 * 1024 * 1024, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     _int("submit_timeout_ms", 10_000, 1, 3_600_000),
     _int("map_size_bytes", 1 << 30, 1 << 20, 1 << 40),
+    _int("clock_offset_ms", 0, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
 )
 NODE_TABLES = ("peers",)
 PEER_KEYS = ("node_id", "name", "address")
@@ -403,44 +408,6 @@ def _path(value: Any, base: Path | None) -> Path:
     if path.is_absolute():
         return Path(os.path.normpath(path))
     return Path(os.path.normpath((base or Path.cwd()) / path))
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` (host a DNS name, IPv4 address, or ``[IPv6]``) → (host, port);
-    ValueError with a readable message otherwise."""
-    if not text or len(text.encode("utf-8")) > MAX_ADDRESS_BYTES:
-        raise ValueError(f"must be host:port, at most {MAX_ADDRESS_BYTES} bytes")
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        if not rest.startswith(":") or not _is_ipv6(host):
-            raise ValueError(f"must be host:port or [IPv6]:port, got {text!r}")
-        port_text = rest[1:]
-    else:
-        host, colon, port_text = text.rpartition(":")
-        if not colon or not _is_host(host):
-            raise ValueError(f"must be host:port with a DNS name or IPv4 host, got {text!r}")
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port must be a number from 1 to 65535, got {port_text!r}")
-    return host, int(port_text)
-
-
-def format_address(host: str, port: int) -> str:
-    """The inverse of parse_address: brackets IPv6 hosts."""
-    return f"[{host}]:{port}" if _is_ipv6(host) else f"{host}:{port}"
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        ipaddress.IPv6Address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_host(host: str) -> bool:
-    if not host or len(host) > 253:
-        return False
-    return all(_DNS_LABEL.fullmatch(label) for label in host.split("."))
 
 
 # --- writing --------------------------------------------------------------------------------

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ledger.block import BlockError, ExecutedBlock, claimed_height, decode_block
 from ledger.certificate import Certificate, CertificateError, endorse
 from ledger.encoding import DecodeError, decode, encode
 from ledger.keys import SigningKey, party_id
+from ledger.limits import MAX_BLOCK_TIME_SKEW_MS
 from ledger.ledger import Ledger
 from ledger.store import u64
 from ledger.tx import Tx
@@ -40,7 +41,7 @@ from node.codec import (
     NodeMessage,
 )
 from node.finality import Finality
-from node.raft import CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as RaftRole
+from node.raft import AppendEntries, CatchUp, EntryKind, RaftConfig, RaftNode, Ready, Role as RaftRole
 
 # How many applied consensus entries stay in the log behind the compaction point, so a briefly
 # lagging follower is served from the log rather than by catch-up.
@@ -101,8 +102,16 @@ class Outbox:
 
 class Replica:
     def __init__(self, node_key: SigningKey, ledger: Ledger, raft_storage, rng: random.Random,
-                 options: ReplicaOptions | None = None) -> None:
+                 options: ReplicaOptions | None = None, *, clock_ms: Callable[[], int]) -> None:
+        """``clock_ms`` is this node's wall clock (ms since the Unix epoch), the only time the
+        replica reads: it stamps nothing with it, but checks the time of every batch it is
+        offered against it (``_batch_timely``)."""
         options = options or ReplicaOptions()
+        self._clock_ms = clock_ms
+        # Batches refused as untimely, and the last one's (batch time, our clock) — for the
+        # runtime's log and status: a node that refuses many has a wrong clock, or its leader has.
+        self.untimely_batches = 0
+        self.last_untimely: tuple[int, int] | None = None
         self.key = node_key
         self.id = node_key.party_id.hex()
         self.ledger = ledger
@@ -134,11 +143,42 @@ class Replica:
             heartbeat_tick=options.heartbeat_tick, max_append_entries=options.max_append_entries,
             max_inflight_appends=options.max_inflight_appends,
             max_uncommitted_entries=options.max_uncommitted_entries,
-            entry_validator=self.verified.batch_valid, can_vote=options.can_vote)
+            entry_validator=self.verified.batch_valid, entry_timely=self._batch_timely,
+            can_vote=options.can_vote)
         self.raft = RaftNode(config, raft_storage, rng, applied_index=applied_index)
         # Fault injection for the simulator: called with the name of each step of the Ready
         # contract just before it runs; it may raise to model a crash at that point.
         self.crash_point: Callable[[str], None] | None = None
+
+    def _stamped(self, messages):
+        """Appends carry the leader's clock, so a follower can tell a leader with a wrong clock
+        before it offers anything (_time_ok); other messages go as they are."""
+        now_ms = self._clock_ms()
+        return [replace(m, leader_time_ms=now_ms) if isinstance(m, AppendEntries) else m for m in messages]
+
+    def _time_ok(self, time_ms: int) -> bool:
+        """A time (a batch's, or a leader's clock) within MAX_BLOCK_TIME_SKEW_MS of this node's
+        clock; otherwise counted and remembered for the runtime's warning."""
+        now_ms = self._clock_ms()
+        if abs(time_ms - now_ms) <= MAX_BLOCK_TIME_SKEW_MS:
+            return True
+        self.untimely_batches += 1
+        self.last_untimely = (time_ms, now_ms)
+        return False
+
+    def _batch_timely(self, data: bytes) -> bool:
+        """A batch offered before it is committed may not be stamped more than
+        MAX_BLOCK_TIME_SKEW_MS ahead of this node's clock (RaftConfig.entry_timely says what a
+        refusal does). Behind is not refused here: a batch carried over from an earlier term may
+        honestly be old (the consortium was down); a leader whose clock is behind is caught by
+        the clock stamped on its appends (_time_ok in receive)."""
+        time_ms, _ = decode_batch(data)                  # already checked by entry_validator
+        now_ms = self._clock_ms()
+        if time_ms - now_ms <= MAX_BLOCK_TIME_SKEW_MS:
+            return True
+        self.untimely_batches += 1
+        self.last_untimely = (time_ms, now_ms)
+        return False
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -162,6 +202,8 @@ class Replica:
         elif isinstance(message, BlocksResponse):
             self._on_blocks_response(message)
         else:
+            if isinstance(message, AppendEntries) and not self._time_ok(message.leader_time_ms):
+                self.raft.distrust_leader(message.term)
             self.raft.step(message)
         self._drain()
 
@@ -215,7 +257,7 @@ class Replica:
         self._at("persist")
         self._persist(ready)                                   # 1. durable first
         self._at("send")
-        self.out.messages.extend(ready.messages)               # 2. then (queued for) sending
+        self.out.messages.extend(self._stamped(ready.messages))   # 2. then (queued for) sending
         for entry in ready.committed:                          # 3. apply, durably with its index
             self._at("apply")
             self._apply(entry)

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from ledger.block import claimed_height
 from ledger.codes import Code
 from ledger.keys import read_key_file
+from ledger.limits import MAX_BLOCK_TIME_SKEW_MS
 from ledger.ledger import Ledger
 from ledger.store import Store
 from ledger.tx import Tx
@@ -95,7 +96,8 @@ class NodeRuntime:
         options = ReplicaOptions(election_tick=config.election_ticks, heartbeat_tick=config.heartbeat_ticks,
                                  can_vote=not rejoin)
         self.replica = Replica(node_key, self.ledger, LmdbRaftStorage(self.ledger.store),
-                               random.Random(os.urandom(16)), options)
+                               random.Random(os.urandom(16)), options, clock_ms=self.clock_ms)
+        self._untimely_logged = 0
         self.addresses = {peer.node_id: peer.address for peer in config.peers}
         self.addresses[self.replica.id] = config.listen
         self._pending: list[Tx] = []
@@ -120,7 +122,7 @@ class NodeRuntime:
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
         self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
-        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self), self._server)
+        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self, now_ms=self.clock_ms), self._server)
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
@@ -192,6 +194,23 @@ class NodeRuntime:
 
     # --- driving the replica -----------------------------------------------------------------
 
+    def clock_ms(self) -> int:
+        """This node's wall clock, ms since the Unix epoch: the time it stamps on its batches as
+        leader and checks others' batches against (``clock_offset_ms`` is for fault tests)."""
+        return int(time.time() * 1000) + self.config.clock_offset_ms
+
+    def _report_untimely(self) -> None:
+        """Says, once per refused batch up to the tick, that this node refused a leader's batch
+        time — either that leader's clock or this node's is wrong."""
+        count = self.replica.untimely_batches
+        if count != self._untimely_logged and self.replica.last_untimely is not None:
+            batch_ms, local_ms = self.replica.last_untimely
+            log.warning("refused %d batch(es) from leader %s: batch time is %+d ms from this node's "
+                        "clock (bound %d ms); check the clocks (NTP) of both nodes",
+                        count - self._untimely_logged, (self.replica.leader or "?")[:12],
+                        batch_ms - local_ms, MAX_BLOCK_TIME_SKEW_MS)
+            self._untimely_logged = count
+
     async def _tick_loop(self) -> None:
         """One replica tick per ``tick_ms``. Ticks missed while the loop was busy (a long
         catch-up install) are dropped, not fired back to back, as Go's time.Ticker does for
@@ -204,6 +223,7 @@ class NodeRuntime:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             self.replica.tick()
             self.after_replica()
+            self._report_untimely()
 
     def after_replica(self) -> None:
         """Routes what the replica produced: messages to peer links, applied blocks to waiters."""
@@ -315,7 +335,7 @@ class NodeRuntime:
         while self._pending:
             batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
             try:
-                self._proposed.append(self.replica.propose(_unique(batch), int(time.time() * 1000)))
+                self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
             except (NotLeader, ProposalDropped) as exc:
                 self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
                                               f"proposal not accepted ({exc}); retry", self.leader_address()))

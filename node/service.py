@@ -4,6 +4,11 @@ Owns turning requests into runtime calls and every outcome into a gRPC status (s
 proto/ledger.proto for the table). Every input is checked before anything changes: sizes and
 ids first, then the transaction's static check; a refused request changes nothing.
 
+Every read is checked against the access table of ``node.read_access`` (who the caller's TLS
+certificate and, for a member, read grant say it is); a refused read is PERMISSION_DENIED with
+a message naming who may read it, a malformed read grant INVALID_ARGUMENT, and a grant that does
+not authenticate the read (expired, too long-lived, badly signed) UNAUTHENTICATED.
+
 Trailing metadata on errors: ``nanum-code`` (result code number), ``nanum-code-name``,
 ``nanum-leader`` (host:port of the leader when known), ``nanum-height``.
 """
@@ -12,17 +17,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Callable
 
 import grpc
 
 from ledger.block import decode_block
 from ledger.codes import Code
-from ledger.encoding import decode
+from ledger.encoding import decode, encode
 from ledger.limits import MAX_TX_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.ledger import MAX_HISTORY_PAGE
+from ledger.read_grant import GrantError, ReadGrant, check_grant
 from ledger.tx import Rejected
 from node.codec import BlocksResponse, CodecError, decode_message
 from node.pki import PkiError, identity_from_pem
+from node.read_access import (
+    ReadDenied,
+    Reader,
+    check_balance,
+    check_blocks,
+    check_history,
+    check_transaction,
+)
 from node.runtime import NodeRuntime, Outcome, SubmitError
 from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
 
@@ -52,9 +68,14 @@ def _response(tx_id: bytes, outcome: Outcome) -> ledger_pb2.SubmitResponse:
                                      leaf_index=outcome.leaf_index, duplicate=outcome.duplicate)
 
 
+def _wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class LedgerService(ledger_pb2_grpc.LedgerServicer):
-    def __init__(self, runtime: NodeRuntime) -> None:
+    def __init__(self, runtime: NodeRuntime, now_ms: Callable[[], int] = _wall_clock_ms) -> None:
         self.runtime = runtime
+        self._now_ms = now_ms          # the clock read grants' validity is judged by
 
     # --- writes ------------------------------------------------------------------------------
 
@@ -108,21 +129,59 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                          "linearizable reads are answered by the leader; retry there, or pass stale_ok",
                          leader=self.runtime.leader_address())
 
+    async def _reader(self, context, request=None, method: str = "", subject: bytes = b"") -> Reader:
+        """Who makes this read: the TLS certificate's identity and, when the request carries a
+        read grant, the member it authenticates (checked here: sizes, validity, signature)."""
+        identity = peer_identity(context)
+        if identity is None:
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED,
+                         "the client certificate carries no nanum identity (a nanum://<role>/<id> SAN URI)")
+        member_id = None
+        if request is not None and request.HasField("grant"):
+            g = request.grant
+            grant = ReadGrant(bytes(g.member_key), g.not_after_ms, bytes(g.signature))
+            try:
+                member_id = check_grant(grant, self.runtime.ledger.chain_id, method, subject, self._now_ms())
+            except GrantError as exc:
+                status = grpc.StatusCode.INVALID_ARGUMENT if exc.malformed else grpc.StatusCode.UNAUTHENTICATED
+                await _abort(context, status, f"signed read refused: {exc}")
+        return Reader(identity.role, identity.party_id, member_id)
+
+    async def _allow(self, context, reader: Reader, check, subject) -> None:
+        """Applies one rule of the access table, after the read has waited for its height (the
+        records it consults, such as a member's registration, are then there)."""
+        ledger = self.runtime.ledger
+        if reader.member_id is not None and not ledger.member_exists(reader.member_id):
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED,
+                         f"the key of this signed read is not a registered member's "
+                         f"(member id {reader.member_id.hex()}); a centre registers members")
+        try:
+            check(reader, subject, ledger)
+        except ReadDenied as exc:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+
     async def GetTransaction(self, request, context):
         await self._check_id(context, request.tx_id, TX_ID_BYTES, "tx_id")
+        reader = await self._reader(context, request, "GetTransaction", request.tx_id)
         await self._before_read(context, request.read, linearizable=False)
-        view = self.runtime.ledger.tx(request.tx_id)
+        ledger = self.runtime.ledger
+        view = ledger.tx(request.tx_id)
         if view is None:
             await _abort(context, grpc.StatusCode.NOT_FOUND, "no transaction with that id is recorded here")
+        await self._allow(context, reader, check_transaction, view.tx)
         record = view.record
+        redemption = ledger.redemption(request.tx_id) if record.code == Code.OK else None
+        drawn = [ledger_pb2.CentreBalance(centre_id=c, points=p) for c, p in redemption.drawn] if redemption else []
         return ledger_pb2.TransactionView(
             tx=view.tx.raw, entry=view.entry, code=record.code, code_name=Code(record.code).name,
             height=record.height, index=record.index, leaf_index=record.leaf_index,
-            tree_size=view.tree_size, tree_root=view.tree_root, inclusion_proof=view.proof)
+            tree_size=view.tree_size, tree_root=view.tree_root, inclusion_proof=view.proof, drawn=drawn)
 
     async def GetBalance(self, request, context):
         await self._check_id(context, request.member_id, PARTY_ID_BYTES, "member_id")
+        reader = await self._reader(context, request, "GetBalance", request.member_id)
         await self._before_read(context, request.read, linearizable=True)
+        await self._allow(context, reader, check_balance, request.member_id)
         ledger = self.runtime.ledger
         total, buckets = ledger.balance(request.member_id)
         return ledger_pb2.Balance(
@@ -136,7 +195,9 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         if not 1 <= limit <= MAX_HISTORY_PAGE or request.after_leaf < -1:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"limit is 1..{MAX_HISTORY_PAGE} and after_leaf is -1 or a leaf index")
+        reader = await self._reader(context, request, "GetHistory", request.party_id)
         await self._before_read(context, request.read, linearizable=False)
+        await self._allow(context, reader, check_history, request.party_id)
         ledger = self.runtime.ledger
         items = ledger.history(request.party_id, request.after_leaf, limit)
         more = len(items) == limit and bool(ledger.history(request.party_id, items[-1][0], 1))
@@ -146,14 +207,27 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             more=more)
 
     async def StreamBlocks(self, request, context):
+        reader = await self._reader(context)
+        try:
+            check_blocks(reader, request.headers_only)
+        except ReadDenied as exc:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
         store, certified = self.runtime.ledger.store, self.runtime.replica.certified_height
         last = certified if not request.max_blocks else min(certified, request.from_height + request.max_blocks - 1)
         last = min(last, request.from_height + MAX_STREAM_BLOCKS - 1)
         for height in range(request.from_height, last + 1):
-            yield ledger_pb2.CertifiedBlock(height=height, block=store.block(height),
-                                            certificate=self.runtime.replica.certificate(height) or b"")
+            certificate = self.runtime.replica.certificate(height) or b""
+            if request.headers_only:
+                header = encode(decode_block(store.block(height)).header.to_wire())
+                yield ledger_pb2.CertifiedBlock(height=height, header=header, certificate=certificate)
+            else:
+                yield ledger_pb2.CertifiedBlock(height=height, block=store.block(height), certificate=certificate)
+
+    # Checkpoints, consistency proofs and status carry hashes, heights and node names, no one's
+    # transactions: any consortium certificate reads them.
 
     async def GetCheckpoint(self, request, context):
+        await self._reader(context)
         ledger, height = self.runtime.ledger, self.runtime.replica.certified_height
         header = decode_block(ledger.block(height)).header
         return ledger_pb2.Checkpoint(height=height, tree_size=header.tree_size, tree_root=header.tree_root,
@@ -161,6 +235,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                                      chain_id=ledger.chain_id)
 
     async def GetConsistencyProof(self, request, context):
+        await self._reader(context)
         size2 = request.size2 or self.runtime.ledger.head.header.tree_size
         try:
             proof = self.runtime.ledger.consistency_proof(request.size1, size2)
@@ -169,6 +244,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         return ledger_pb2.ConsistencyProof(size1=request.size1, size2=size2, proof=proof)
 
     async def GetStatus(self, request, context):
+        await self._reader(context)
         runtime, replica = self.runtime, self.runtime.replica
         role = replica.raft.role.value
         this = ledger_pb2.NodeStatus(node_id=replica.id, name=runtime.config.name, address=runtime.config.listen,

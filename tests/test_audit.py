@@ -15,7 +15,9 @@ node's store edited on disk (a balance in `state`, a byte of a block in `blocks`
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -32,11 +34,12 @@ from click.testing import CliRunner, Result
 from cli.main import main
 from ledger.block import Block, BlockError, decode_block
 from ledger.certificate import Certificate, endorse
-from ledger.checkpoint import CheckpointBody, parse_note, signed_note
+from ledger.checkpoint import CheckpointBody, body_of, parse_note, signed_note
 from ledger.codes import Code
 from ledger.encoding import decode, encode
 from ledger.export import MAGIC, ExportReader, encode_block_record, encode_genesis_record, verify_input
 from ledger.genesis import build_genesis
+from ledger.ledger import Ledger
 from ledger.keys import SigningKey, read_key_file
 from ledger.parallel import verify_chain_parallel
 from ledger.state import BUCKET
@@ -59,7 +62,7 @@ from node.client import ClientError
 from node.cluster import LocalCluster, free_base_port
 from node.config import load_config
 from node.consortium import ConsortiumSpec, create_consortium
-from tests.consortium import GENESIS_TIME_MS, key
+from tests.consortium import GENESIS_TIME_MS, TestConsortium, key
 from tests.test_verify import Chain, chain  # noqa: F401  (the story chain fixture)
 
 SEED = int(os.environ.get("NANUM_TEST_SEED", "424242"))
@@ -270,12 +273,40 @@ def test_a_truncated_export_is_located_at_its_last_block(story):
     assert out["blocks"] == 10
 
 
+def _genesis_record_length(story) -> int:
+    return int.from_bytes(story["export"].read_bytes()[len(MAGIC):len(MAGIC) + 4], "big")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data, n: b"", "ends inside the magic line"),
+    (lambda data, n: b"not an export at all", "not a nanum export"),
+    (lambda data, n: b"NANUM-EXPORT/2\n" + data[len(MAGIC):], "not a nanum export"),
+    (lambda data, n: data[:len(MAGIC) - 3], "ends inside the magic line"),
+    (lambda data, n: data[:len(MAGIC)], "ends before the genesis record"),
+    (lambda data, n: data[:len(MAGIC) + 2], "ends inside a record's length"),
+    (lambda data, n: data[:len(MAGIC) + 4 + n // 2], "ends inside the record"),
+    (lambda data, n: data[:len(MAGIC)] + bytes(4) + data[len(MAGIC) + 4:], "record length 0"),
+    (lambda data, n: flip(data, len(MAGIC) + 4), "record 0 at byte 15"),
+    (lambda data, n: flip(data, len(MAGIC) + 4 + 3, 0xFF), "record 0 at byte 15"),
+], ids=["empty", "garbage", "other-magic", "cut-in-magic", "magic-only", "cut-in-length", "cut-in-record-0",
+        "length-0", "record-0-type-flipped", "record-0-field-flipped"])
+def test_a_damaged_magic_line_or_record_0_is_a_located_json_verdict(story, damage, reason):
+    """Finding 5: these exited 3 with no JSON; like any other damage, they are one JSON verdict
+    with the problem located (height 0, field export) and exit 5."""
+    bad = story["folder"] / "damaged-start.nanum"
+    bad.write_bytes(damage(story["export"].read_bytes(), _genesis_record_length(story)))
+    out = verify_json(bad, story["genesis"], 5)
+    assert_problem(out, 0, None, "export", reason)
+    assert out["blocks"] == 0 and out["head_height"] is None
+    human = nanum("audit", "verify", "--export", bad, "--genesis", story["genesis"], code=5).output
+    assert "VERIFICATION FAILED" in human and reason in human and "0..-1" not in human
+
+
 def test_unreadable_input_and_usage_errors_have_their_exit_codes(story, tmp_path):
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"not an export at all")
-    assert "not a readable export" in nanum("audit", "verify", "--export", garbage, "--genesis",
-                                            story["genesis"], code=3).output
-    nanum("audit", "verify", "--export", tmp_path / "missing", "--genesis", story["genesis"], code=3)
+    assert "cannot read" in nanum("audit", "verify", "--export", tmp_path / "missing", "--genesis",
+                                  story["genesis"], "--json", code=3).output
     nanum("audit", "verify", "--export", story["export"], "--genesis", garbage, code=3)
     assert "--genesis" in nanum("audit", "verify", "--export", story["export"], code=2).output
     nanum("audit", "verify", code=2)
@@ -860,3 +891,71 @@ def test_a_node_resynced_from_its_peers_catches_up(cluster, live):
     graceful_stop(cluster, TAMPERED)
     assert node_check(config, "--full", code=0)["height"] >= height
     cluster.start(TAMPERED)
+
+
+# --- nanum audit keys: the nodes' signed-note verifier keys ---------------------------------
+
+
+def _verify_with_vkeys(text: str, vkeys: list[str]) -> int:
+    """A signed-note verifier that knows nothing of nanum: the vkeys, the note, the spec's
+    rules (ledger.note only splits the note). Returns how many known keys signed."""
+    from ledger import keys as ledger_keys, note
+    known = {}
+    for v in vkeys:
+        name, kid, public_key = note.parse_ed25519_vkey(v)
+        assert kid == hashlib.sha256(name.encode() + b"\n\x01" + public_key).digest()[:4]
+        known[(name, kid)] = public_key
+    message, lines = note.split(text)
+    signed = {(s.name, s.key_id) for s in lines if (s.name, s.key_id) in known
+              and ledger_keys.verify(known[(s.name, s.key_id)], s.signature, message)}
+    return len(signed)
+
+
+def test_audit_keys_prints_the_genesis_node_vkeys_that_verify_a_checkpoint(story, chain):
+    out = json.loads(nanum("audit", "keys", "--genesis", story["genesis"], "--json").stdout)
+    nodes = chain.consortium.nodes
+    assert out["height"] == 0 and out["source"] == str(story["genesis"])
+    assert out["origin"] == f"nanum/{chain.consortium.chain_id.hex()}"
+    assert out["quorum"] == len(nodes) // 2 + 1
+    assert sorted(row["public_key"] for row in out["nodes"]) == sorted(k.public_key.hex() for k in nodes)
+    for row in out["nodes"]:
+        assert row["vkey"] == f"{row['key_name']}+{row['key_id']}+" + \
+            base64.b64encode(b"\x01" + bytes.fromhex(row["public_key"])).decode()
+        assert row["name"]
+    # any signed-note verifier given these keys accepts the checkpoint of a certified block
+    header = decode_block(chain.blocks[-1]).header
+    text = signed_note(body_of(header), list(Certificate.decode(chain.certificates[-1]).signatures))
+    assert _verify_with_vkeys(text, [row["vkey"] for row in out["nodes"]]) >= out["quorum"]
+    human = nanum("audit", "keys", "--genesis", story["genesis"]).output.splitlines()
+    assert f"{len(nodes)} nodes" in human[0] and f"signatures of {out['quorum']}" in human[0]
+    assert [line.split("  ", 1) for line in human[1:]] == [[row["vkey"], row["name"]] for row in out["nodes"]]
+
+
+def test_audit_keys_from_an_export_shows_a_node_admitted_later(tmp_path):
+    c = TestConsortium()
+    ledger = Ledger.create(tmp_path / "store", c.genesis_raw)
+    newcomer = key("node-admitted-later")
+    executed = ledger.build([c.governance(GovernanceAction.ADMIT, Role.NODE, newcomer, name="Busan node",
+                                          address="127.0.0.1:7999")], GENESIS_TIME_MS + 60_000)
+    assert executed.codes == [Code.OK]
+    certificate = Certificate.build(1, executed.block.hash, [
+        (node.public_key, endorse(node, executed.block.header)) for node in c.nodes[:2]]).encode()
+    ledger.commit(executed, certificate)
+    ledger.close()
+    genesis = tmp_path / "genesis.bin"
+    genesis.write_bytes(c.genesis_raw)
+    export = write_export(tmp_path / "x.nanum", c.genesis_raw, [(1, executed.block.encode(), certificate)])
+    before = json.loads(nanum("audit", "keys", "--genesis", genesis, "--json").stdout)
+    after = json.loads(nanum("audit", "keys", "--genesis", genesis, "--export", export, "--json").stdout)
+    assert len(after["nodes"]) == len(before["nodes"]) + 1 and after["height"] == 1
+    added = [row for row in after["nodes"] if row["public_key"] == newcomer.public_key.hex()]
+    assert [row["name"] for row in added] == ["Busan node"]
+    assert after["quorum"] == (len(before["nodes"]) + 1) // 2 + 1
+    # an export that does not verify gives no keys
+    bad = write_export(tmp_path / "bad.nanum", c.genesis_raw, [(1, executed.block.encode(), b"")])
+    assert "does not verify" in nanum("audit", "keys", "--genesis", genesis, "--export", bad, code=5).output
+    damaged = tmp_path / "damaged.nanum"
+    damaged.write_bytes(b"NANUM")
+    assert "not a readable export" in nanum("audit", "keys", "--genesis", genesis, "--export", damaged,
+                                            code=5).output
+    assert "--genesis" in nanum("audit", "keys", code=2).output

@@ -75,8 +75,10 @@ def voucher(files, key: str, max_points: int, *extra: str) -> str:
     return out
 
 
-def balance(files, member_id: str, height: int) -> dict:
-    return as_json(nanum("balance", member_id, "--client", files["member"], "--min-height", str(height), "--json"))
+def balance(files, member_id: str, height: int, key: str) -> dict:
+    """The member's own balance: the member's client.toml, the read signed with their key."""
+    return as_json(nanum("balance", member_id, "--client", files["member"], "--key", key, "--min-height", str(height),
+                         "--json"))
 
 
 # --- the whole story --------------------------------------------------------------------------
@@ -98,16 +100,17 @@ def test_user_story(files, tmp_path):
     donated = nanum("deposit", "--member", member_id.upper(), "--points", "20", "--donation", "50000",
                     "--ref", "DON-17", "--client", files["centre"])
     donation_tx, donation_height = re.search(r"tx ([0-9a-f]{32}): OK at height (\d+)", donated.output).groups()
-    shown = as_json(nanum("tx", "show", volunteered["tx_id"], "--client", files["member"], "--json",
+    shown = as_json(nanum("tx", "show", volunteered["tx_id"], "--client", files["member"], "--key", str(key), "--json",
                           "--min-height", donation_height))
     assert shown["payload"]["deposit_kind"] == "volunteering" and shown["payload"]["quantity"] == 90
     assert shown["payload"]["category"] == 4
 
-    view = balance(files, member_id, int(donation_height))
+    view = balance(files, member_id, int(donation_height), str(key))
     assert view["registered"] and view["points"] == 50
     assert view["by_centre"] == [{"centre_id": files["centre_id"], "name": "Gwangju Talent Donation Center",
                                   "points": 50}]
-    human = nanum("balance", member_id, "--client", files["member"], "--min-height", donation_height).output
+    human = nanum("balance", member_id, "--client", files["member"], "--key", str(key), "--min-height",
+                  donation_height).output
     assert f"member {member_id}: 50 points" in human and "Gwangju Talent Donation Center" in human
 
     # The member signs a voucher offline (no --client: only the genesis file) and hands it over.
@@ -121,21 +124,21 @@ def test_user_story(files, tmp_path):
     redeemed = as_json(nanum("redeem", "--voucher", f"@{voucher_file}", "--points", "35", "--memo", "two books",
                              "--client", files["partner"], "--json"))
     assert redeemed["code_name"] == "OK"
-    assert balance(files, member_id, redeemed["height"])["points"] == 15
+    assert balance(files, member_id, redeemed["height"], str(key))["points"] == 15
 
     refunded = as_json(nanum("refund", "--redemption", redeemed["tx_id"], "--points", "10", "--memo", "returned",
                              "--client", files["partner"], "--json"))
     assert refunded["code_name"] == "OK"
-    assert balance(files, member_id, refunded["height"])["points"] == 25
+    assert balance(files, member_id, refunded["height"], str(key))["points"] == 25
 
     reversed_ = as_json(nanum("reverse", "--deposit", donation_tx, "--reason", "entered twice",
                               "--client", files["centre"], "--json"))
     assert reversed_["code_name"] == "OK"
-    final = balance(files, member_id, reversed_["height"])
+    final = balance(files, member_id, reversed_["height"], str(key))
     assert final["points"] == 5 and final["by_centre"][0]["points"] == 5
 
     # History: oldest first, every step, heights ascending; pages join up to the whole.
-    seen = ("--client", files["member"], "--min-height", str(reversed_["height"]))
+    seen = ("--client", files["member"], "--key", str(key), "--min-height", str(reversed_["height"]))
     full = as_json(nanum("history", member_id, *seen, "--json"))
     assert [i["kind"] for i in full["items"]] == ["register-member", "deposit", "deposit", "redeem", "refund",
                                                   "reversal"]
@@ -157,10 +160,20 @@ def test_user_story(files, tmp_path):
     shown = nanum("tx", "show", redeemed["tx_id"], *seen).output
     assert re.search(r"inclusion proof verified against tree size \d+ root [0-9a-f]{64}", shown)
     assert "redeem" in shown and "two books" in shown and "OK (0)" in shown
-    shown = as_json(nanum("tx", "show", reversed_["tx_id"], "--client", files["partner"],
+    shown = as_json(nanum("tx", "show", reversed_["tx_id"], "--client", files["centre"],
                           "--min-height", str(reversed_["height"]), "--json"))
     assert shown["verified"] is True and shown["kind"] == "reversal" and shown["height"] == reversed_["height"]
     assert shown["payload"] == {"deposit_tx_id": donation_tx, "reason": "entered twice"}
+
+    # Who may read what: the bookstore sees its own redemption, not the member's donation or
+    # balance; the member's client without the member's key reads nothing of hers.
+    assert as_json(nanum("tx", "show", redeemed["tx_id"], "--client", files["partner"], "--json"))["verified"]
+    denied = nanum("tx", "show", donation_tx, "--client", files["partner"], code=3).output
+    assert "not allowed: a transaction is read by its parties" in denied and "PERMISSION_DENIED" in denied
+    denied = nanum("balance", member_id, "--client", files["partner"], code=3).output
+    assert "a member's balance is read by the member (signed read)" in denied
+    denied = nanum("history", member_id, "--client", files["member"], code=3).output
+    assert "a member signs their own reads with --key" in denied
 
 
 # --- refusals by the ledger: exit 1 with the code's name ----------------------------------------
@@ -190,7 +203,7 @@ def test_a_bookstore_cannot_deposit(files, tmp_path):
 
 
 def test_the_same_tx_id_returns_the_original_result(files, tmp_path):
-    _, member_id, _ = new_member(files, tmp_path, "retry")
+    key, member_id, _ = new_member(files, tmp_path, "retry")
     args = ["deposit", "--member", member_id, "--points", "7", "--donation", "1000", "--ref", "R",
             "--tx-id", "00112233445566778899AABBCCDDEEFF", "--client", files["centre"], "--json"]
     first, second = as_json(nanum(*args)), as_json(nanum(*args))
@@ -200,7 +213,7 @@ def test_the_same_tx_id_returns_the_original_result(files, tmp_path):
            (first["code_name"], first["height"], first["leaf_index"])
     human = nanum(*args[:-1]).output
     assert "duplicate" in human
-    assert balance(files, member_id, first["height"])["points"] == 7
+    assert balance(files, member_id, first["height"], key)["points"] == 7
     different = nanum(*[a if a != "7" else "8" for a in args], code=1)
     assert "EXISTS_WITH_DIFFERENT_FIELDS" in different.output
 
@@ -296,8 +309,9 @@ def test_unreachable_nodes(files):
 
 
 def test_tx_show_fails_on_a_bad_proof(files, tmp_path, monkeypatch):
-    _, member_id, height = new_member(files, tmp_path, "proof")
-    history = as_json(nanum("history", member_id, "--client", files["member"], "--min-height", str(height), "--json"))
+    key, member_id, height = new_member(files, tmp_path, "proof")
+    history = as_json(nanum("history", member_id, "--client", files["member"], "--key", key, "--min-height", str(height),
+                            "--json"))
     tx_id = history["items"][0]["tx_id"]
     from node.client import LedgerClient
 
@@ -309,5 +323,5 @@ def test_tx_show_fails_on_a_bad_proof(files, tmp_path, monkeypatch):
         return view
 
     monkeypatch.setattr(LedgerClient, "transaction", tampered)
-    result = nanum("tx", "show", tx_id, "--client", files["member"], "--min-height", str(height), code=5)
+    result = nanum("tx", "show", tx_id, "--client", files["member"], "--key", key, "--min-height", str(height), code=5)
     assert "verification FAILED" in result.output and "inclusion proof" in result.output

@@ -33,7 +33,7 @@ def test_a_ledger_seed_replays_exactly() -> None:
 
 
 def test_a_ledger_failure_names_its_seed_and_replay_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self, nodes) -> None:
+    def broken(self, nodes, latest_time_ms) -> None:
         raise AssertionError("planted")
 
     monkeypatch.setattr(LedgerInvariants, "check", broken)
@@ -54,7 +54,7 @@ class _Cluster:
 
     def start(self, node: LedgerSimNode) -> None:
         node.replica = Replica(node.key, node.ledger, node.storage, self.rng,
-                               ReplicaOptions(can_vote=not node.lost_disk))
+                               ReplicaOptions(can_vote=not node.lost_disk), clock_ms=lambda: GENESIS_TIME_MS)
 
     def pump(self, ticks: int) -> None:
         by_id = {n.node_id: n for n in self.nodes}

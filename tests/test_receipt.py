@@ -24,7 +24,7 @@ from ledger.block import Header
 from ledger.certificate import Certificate, endorsement_bytes
 from ledger.codes import Code
 from ledger.encoding import decode, encode
-from ledger.keys import SigningKey, read_key_file
+from ledger.keys import SigningKey, read_key_file, write_key_file
 from ledger.merkle import Frontier, MemoryNodes, consistency_proof, inclusion_proof, leaf_hash
 from ledger.receipt import Receipt, ReceiptError, reroot_inclusion, verify_receipt
 from ledger.tx import Deposit, DepositKind, Redeem, Refund, RegisterMember, make_tx
@@ -136,6 +136,8 @@ def story(tmp_path_factory):
         cluster.leader()
         writer = Writer(cluster)
         member = SigningKey.generate()
+        member_key_file = cluster.folder / "member.pem"
+        write_key_file(member_key_file, member)
         writer.register(member)
         deposit, deposited = writer.deposit(member, 30)
         writer.deposit(member, 20, centre=1)
@@ -143,7 +145,7 @@ def story(tmp_path_factory):
         writer.refund(redemption.tx_id, 10)
         yield {"cluster": cluster, "writer": writer, "member": member, "deposit": deposit, "deposited": deposited,
                "redemption": redemption, "redeemed": redeemed, "genesis": cluster.genesis(),
-               "client_file": cluster.layout.members.config_file}
+               "client_file": cluster.layout.members.config_file, "member_key_file": member_key_file}
     finally:
         if writer is not None:
             writer.close()
@@ -153,7 +155,8 @@ def story(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deposit_receipt(story, tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("deposit") / "deposit.receipt"
-    write_receipt(Session(story["client_file"]), story["deposit"].tx_id, story["writer"].height, path)
+    write_receipt(Session(story["client_file"]), story["deposit"].tx_id, story["writer"].height, path,
+                  story["member"])
     return path.read_bytes()
 
 
@@ -177,6 +180,7 @@ def test_a_redemption_receipt_from_the_cli_verifies_with_only_the_genesis(story,
     path, genesis = tmp_path / "redeem.receipt", tmp_path / "genesis.block"
     genesis.write_bytes(story["genesis"])
     shown = nanum("tx", "show", story["redemption"].tx_id.hex(), "--client", str(story["client_file"]),
+                  "--key", str(story["member_key_file"]),
                   "--min-height", str(story["writer"].height), "--receipt", str(path))
     assert "receipt" in shown.output and path.exists()
     human = nanum("receipt", "verify", str(path), "--genesis", str(genesis)).output

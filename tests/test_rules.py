@@ -104,7 +104,7 @@ def test_code_numbers_are_a_stable_contract():
         "AMOUNT_OUT_OF_RANGE": 12, "UNKNOWN_REDEMPTION": 13, "REDEMPTION_FULLY_REFUNDED": 14,
         "REFUND_EXCEEDS_REDEMPTION": 15, "UNKNOWN_DEPOSIT": 16, "DEPOSIT_ALREADY_REVERSED": 17,
         "EXISTS": 18, "EXISTS_WITH_DIFFERENT_FIELDS": 19, "INSUFFICIENT_APPROVALS": 20,
-        "PARTY_EXISTS": 21, "UNKNOWN_PARTY": 22, "LAST_OF_ROLE": 23, "INVALID_KEY": 24,
+        "PARTY_EXISTS": 21, "UNKNOWN_PARTY": 22, "LAST_OF_ROLE": 23, "INVALID_KEY": 24, "KEY_IN_USE": 25,
     }
 
 
@@ -527,6 +527,37 @@ def test_last_of_role_refuses_to_retire_the_last_node(c, chain):
     retire = [c.governance(RETIRE, Role.NODE, node) for node in c.nodes]
     assert chain.run(*retire) == [Code.OK, Code.OK, Code.LAST_OF_ROLE]
     assert [p.public_key for _, p in chain.view.active_parties(Role.NODE)] == [c.nodes[2].public_key]
+
+
+# --- KEY_IN_USE: one key, one identity ---------------------------------------------------
+
+
+@pytest.mark.parametrize("role, node_address", [
+    (Role.CENTRE, ""), (Role.PARTNER, ""), (Role.NODE, "10.0.0.9:7000")])
+def test_key_in_use_a_members_key_cannot_be_admitted_as_a_party(c, chain, jiwoo, role, node_address):
+    admit = c.governance(ADMIT, role, jiwoo, name="jiwoo's shop", address=node_address)
+    assert chain.apply(admit) == Code.KEY_IN_USE
+    assert chain.view.party(jiwoo.party_id) is None
+    assert chain.view.member(jiwoo.party_id).member_key == jiwoo.public_key
+
+
+@pytest.mark.parametrize("who", ["admin", "centre", "partner", "node"])
+def test_key_in_use_a_partys_key_cannot_be_registered_as_a_member(c, chain, who):
+    party = {"admin": c.admins[0], "centre": c.centres[1], "partner": c.partners[0], "node": c.nodes[0]}[who]
+    assert chain.apply(c.register(party)) == Code.KEY_IN_USE
+    assert chain.view.member(party.party_id) is None
+
+
+def test_key_in_use_for_a_retired_partys_key_too(c, chain):
+    assert chain.apply(c.governance(RETIRE, Role.PARTNER, c.partners[1])) == Code.OK
+    assert chain.apply(c.register(c.partners[1])) == Code.KEY_IN_USE
+
+
+def test_key_in_use_comes_after_the_existing_checks(c, chain, jiwoo):
+    # FORMAT.md §6: the authority check first, then MEMBER_EXISTS / PARTY_EXISTS, then this one.
+    assert chain.apply(c.make(c.partners[0], RegisterMember(c.centres[0].public_key))) == Code.NOT_AUTHORISED
+    assert chain.apply(c.governance(ADMIT, Role.CENTRE, jiwoo, signers=1)) == Code.INSUFFICIENT_APPROVALS
+    assert chain.apply(c.governance(ADMIT, Role.CENTRE, c.partners[0])) == Code.PARTY_EXISTS
 
 
 # --- a rejection changes nothing, but is recorded --------------------------------------------

@@ -65,6 +65,36 @@ def test_attribution_replays_the_ledger_rules():
     assert spend_again.tx_id not in splits
 
 
+def test_attribution_from_drawn_agrees_with_the_replay():
+    """A partner's statement attributes from each redemption's recorded draw and its own refunds
+    (it may not read members' histories); that gives what replaying the member's history gives,
+    for two refunds of one redemption that cross from one centre's points to another's."""
+    c = TestConsortium()
+    state, head = c.open_chain()
+    member = c.member("cho")
+    history = [c.register(member), c.deposit(member, 30, centre=0), c.deposit(member, 20, centre=1)]
+    redeem = c.redeem(c.voucher(member, 50), 45)
+    first, second = c.refund(redeem.tx_id, 12), c.refund(redeem.tx_id, 20)
+    history += [redeem, first, second]
+    executed = c.run_block(state, head, history)
+    pairs = list(zip(executed.txs, executed.codes))
+    drawn = {redeem.tx_id: state_redemption_drawn(state, redeem.tx_id)}
+    partner_lines = [(tx, code) for tx, code in pairs if tx.author_id == c.partners[0].party_id]
+    from_drawn = settlement.attribute_drawn(drawn, partner_lines)
+    replayed = attribute(pairs)
+    assert from_drawn == {tx_id: replayed[tx_id] for tx_id in (redeem.tx_id, first.tx_id, second.tx_id)}
+    assert sum(p for _, p in from_drawn[first.tx_id]) == 12 and sum(p for _, p in from_drawn[second.tx_id]) == 20
+
+
+def test_attribution_from_drawn_refuses_a_refund_beyond_the_draw():
+    c = TestConsortium()
+    member = c.member("dan")
+    redeem = c.redeem(c.voucher(member, 5), 5)
+    refund = c.refund(redeem.tx_id, 6)
+    with pytest.raises(settlement.AttributionError, match="more than"):
+        settlement.attribute_drawn({redeem.tx_id: ((b"\x01" * 20, 5),)}, [(redeem, Code.OK), (refund, Code.OK)])
+
+
 def state_redemption_drawn(state, tx_id):
     from ledger.state import Overlay
     return Overlay(state).redemption(tx_id).drawn

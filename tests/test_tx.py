@@ -22,6 +22,9 @@ from ledger.limits import (
     MAX_REASON_BYTES,
     MAX_TIME_MS,
     MAX_TX_BYTES,
+    MAX_VOUCHER_POINTS,
+    MIN_ACTIVITY_REF_BYTES,
+    MIN_VOUCHER_POINTS,
 )
 from ledger.tx import (
     Deposit,
@@ -55,7 +58,7 @@ SAMPLES: dict[str, Tx] = {
     "register": c.register(member),
     "deposit": deposit,
     "donation": c.make(c.centres[0], Deposit(member.party_id, 30, DepositKind.DONATION, 50_000, "DON-7", 1)),
-    "other-deposit": c.make(c.centres[1], Deposit(member.party_id, 5, DepositKind.OTHER, 0, "", 0)),
+    "other-deposit": c.make(c.centres[1], Deposit(member.party_id, 5, DepositKind.OTHER, 0, "O", 0)),
     "redeem": redeem,
     "refund": c.refund(redeem.tx_id, 10),
     "reversal": c.reverse(deposit.tx_id),
@@ -149,6 +152,57 @@ def test_text_exactly_at_its_limit_in_utf8_bytes_is_accepted(author, payload, te
     assert check_tx(tx.raw, c.chain_id) == tx
 
 
+def test_an_activity_ref_of_the_minimum_length_is_accepted():
+    tx = c.make(c.centres[0], Deposit(member.party_id, 1, DepositKind.OTHER, 0, "a" * MIN_ACTIVITY_REF_BYTES, 0))
+    assert check_tx(tx.raw, c.chain_id) == tx
+
+
+# Every text field of every structure a transaction carries (FORMAT.md §1 names the same list).
+TEXT_FIELDS = [
+    ("genesis", (5, 0), "payload.name"),
+    ("genesis", (5, 3, 0, 1), "payload.admins[0].name"),
+    ("genesis", (5, 4, 0, 1), "payload.centres[0].name"),
+    ("genesis", (5, 5, 0, 1), "payload.partners[0].name"),
+    ("genesis", (5, 6, 0, 1), "payload.nodes[0].name"),
+    ("genesis", (5, 6, 0, 2), "payload.nodes[0].address"),
+    ("deposit", (5, 4), "payload.activity_ref"),
+    ("redeem", (5, 2), "payload.memo"),
+    ("refund", (5, 2), "payload.memo"),
+    ("reversal", (5, 1), "payload.reason"),
+    ("admit", (5, 3), "payload.name"),
+    ("admit-node", (5, 4), "payload.address"),
+]
+
+
+def _sample(name: str) -> Tx:
+    return GENESIS if name == "genesis" else SAMPLES[name]
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x1f", "\x7f", "\x80", "\x85", "\x9b", "\x9f"], ids=repr)
+@pytest.mark.parametrize("name, path, field", TEXT_FIELDS, ids=[f"{n}:{f}" for n, _, f in TEXT_FIELDS])
+def test_a_control_character_in_any_text_field_is_malformed(name, path, field, control):
+    # Inside the host of an address, so that it is the character, not the grammar, at fault.
+    raw = rewired(_sample(name), path, lambda text: control + text)
+    with pytest.raises(DecodeError, match="control characters") as caught:
+        decode_tx(raw)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("name, path, field", [f for f in TEXT_FIELDS if not f[2].endswith("address")],
+                         ids=[f"{n}:{f}" for n, _, f in TEXT_FIELDS if not f.endswith("address")])
+def test_the_characters_just_past_the_control_sets_are_text(name, path, field):
+    tx = decode_tx(rewired(_sample(name), path, lambda text: "\x20\x7e\xa0광" + text[:40]))
+    assert tx.raw != _sample(name).raw
+
+
+def test_a_genesis_node_address_follows_the_host_port_grammar():
+    for bad in ("", "node0", "127.0.0.1:0", "127.0.0.1:65536", "[::1]:07000"):
+        with pytest.raises(DecodeError) as caught:
+            decode_tx(rewired(GENESIS, (5, 6, 0, 2), bad))
+        assert caught.value.field == "payload.nodes[0].address", bad
+    assert decode_tx(rewired(GENESIS, (5, 6, 0, 2), "[::1]:65535")).payload.nodes[0].address == "[::1]:65535"
+
+
 def test_a_name_exactly_at_its_limit_is_accepted():
     tx = c.governance(GovernanceAction.ADMIT, Role.CENTRE, key("centre-z"), name="n" * MAX_NAME_BYTES)
     assert check_tx(tx.raw, c.chain_id) == tx
@@ -204,6 +258,9 @@ MALFORMED_FIELDS = [
     ("deposit", (5, 4), "VOL\x00", "payload.activity_ref"),
     ("deposit", (5, 4), "VOL\x7f", "payload.activity_ref"),
     ("deposit", (5, 4), b"VOL", "payload.activity_ref"),
+    ("deposit", (5, 4), "", "payload.activity_ref"),
+    ("deposit", (5, 4), "VOL\x80", "payload.activity_ref"),
+    ("deposit", (5, 4), "VOL\x9f", "payload.activity_ref"),
     ("deposit", (5, 5), 18, "payload.category"),
     ("other-deposit", (5, 3), 120, "payload.quantity"),
     ("register", (5, 0), bytes(33), "payload.member_key"),
@@ -216,6 +273,8 @@ MALFORMED_FIELDS = [
     ("redeem", (5, 0, 2), bytes(31), "payload.voucher.member_key"),
     ("redeem", (5, 0, 3), bytes(21), "payload.voucher.partner_id"),
     ("redeem", (5, 0, 4), True, "payload.voucher.max_points"),
+    ("redeem", (5, 0, 4), MIN_VOUCHER_POINTS - 1, "payload.voucher.max_points"),
+    ("redeem", (5, 0, 4), MAX_VOUCHER_POINTS + 1, "payload.voucher.max_points"),
     ("redeem", (5, 0, 5), bytes(15), "payload.voucher.nonce"),
     ("redeem", (5, 0, 6), MAX_TIME_MS + 1, "payload.voucher.expiry_ms"),
     ("redeem", (5, 0, 7), bytes(63), "payload.voucher.signature"),
@@ -236,6 +295,13 @@ MALFORMED_FIELDS = [
     ("admit", (5, 4), "127.0.0.1:7000", "payload.address"),
     ("admit-node", (5, 4), "", "payload.address"),
     ("admit-node", (5, 4), "h" * 257, "payload.address"),
+    ("admit-node", (5, 4), "10.0.0.9", "payload.address"),
+    ("admit-node", (5, 4), "10.0.0.9:0", "payload.address"),
+    ("admit-node", (5, 4), "10.0.0.9:65536", "payload.address"),
+    ("admit-node", (5, 4), ":7000", "payload.address"),
+    ("admit-node", (5, 4), "node 9:7000", "payload.address"),
+    ("admit-node", (5, 4), "fe80::1:7000", "payload.address"),
+    ("admit-node", (5, 4), "[fe80::1%eth0]:7000", "payload.address"),
     ("retire", (5, 3), "centre1", "payload.name"),
     ("retire", (5, 4), "10.0.0.1:7000", "payload.address"),
     ("admit", (7,), lambda a: a + [[b"\x01" * 32]], "approvals[2]"),

@@ -496,6 +496,61 @@ def test_a_flipped_certificate_byte_is_found_at_its_block(chain):
         assert_problem(report, height, None, "certificate")
 
 
+# --- several faults in one block: the first in FORMAT.md §10's order is the one reported -------
+
+
+def _spoil_signature(chain: Chain, raw: bytes, name: str) -> bytes:
+    tx = chain.txs[name]
+    return flip(raw, position_in_tx(raw, tx, tx.signature) + 17)
+
+
+def test_the_header_link_is_reported_before_a_bad_transaction(chain):
+    raw = reheader(chain.block(6), prev_hash=_bump(decode_block(chain.block(6)).header.prev_hash))
+    report = verify_chain(chain.genesis, chain.with_block(6, _spoil_signature(chain, raw, "r2")))
+    assert_problem(report, 6, None, "header.prev_hash")
+
+
+def test_every_static_check_comes_before_the_replay_so_a_later_bad_signature_is_reported_first(chain):
+    raw = _spoil_signature(chain, recode(chain.block(6), 1, Code.OK), "d1_other")
+    assert chain.where("d1_other") == (6, 4)
+    report = verify_chain(chain.genesis, chain.with_block(6, raw))
+    assert_problem(report, 6, 4, "signature", "BAD_SIGNATURE")
+
+
+def test_of_two_bad_transactions_the_first_is_reported(chain):
+    raw = _spoil_signature(chain, _spoil_signature(chain, chain.block(6), "d1_other"), "deposit_by_partner")
+    assert_problem(verify_chain(chain.genesis, chain.with_block(6, raw)), 6, 1, "signature")
+
+
+def test_a_wrong_result_code_is_reported_before_the_header_fields_it_changes(chain):
+    raw = recode(chain.block(6), 3, Code.OK)
+    header = decode_block(raw).header
+    raw = reheader(raw, tree_root=_bump(header.tree_root), state_root=_bump(header.state_root))
+    report = verify_chain(chain.genesis, chain.with_block(6, raw))
+    assert_problem(report, 6, 3, "code")
+    earlier_too = recode(raw, 2, Code.OK)                       # then the first wrong code of the two
+    assert_problem(verify_chain(chain.genesis, chain.with_block(6, earlier_too)), 6, 2, "code")
+
+
+def test_header_fields_are_compared_in_their_documented_order(chain):
+    header = decode_block(chain.block(6)).header
+    both = reheader(chain.block(6), tx_count=header.tx_count + 1, state_root=_bump(header.state_root))
+    assert_problem(verify_chain(chain.genesis, chain.with_block(6, both)), 6, None, "header.tx_count")
+    roots = reheader(chain.block(6), tree_root=_bump(header.tree_root), state_root=_bump(header.state_root))
+    assert_problem(verify_chain(chain.genesis, chain.with_block(6, roots)), 6, None, "header.tree_root")
+
+
+def test_the_block_is_reported_before_its_certificate(chain):
+    header = decode_block(chain.block(6)).header
+    blocks = chain.with_block(6, reheader(chain.block(6), state_root=_bump(header.state_root)))
+    certificates = list(chain.certificates)
+    certificates[5] = flip(certificates[5], len(certificates[5]) - 1)
+    report = verify_chain(chain.genesis, list(zip(blocks, certificates)), require_certificates=True)
+    assert_problem(report, 6, None, "header.state_root")
+    report = verify_chain(chain.genesis, list(zip(chain.blocks, certificates)), require_certificates=True)
+    assert_problem(report, 6, None, "certificate.signatures[1].signature")
+
+
 # --- node stores ----------------------------------------------------------------------------
 
 

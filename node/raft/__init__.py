@@ -26,7 +26,7 @@ from node.raft.messages import (
     VoteRequest,
     VoteResponse,
 )
-from node.raft.ready import CatchUp, Ready, Role, SoftState
+from node.raft.ready import CatchUp, Ready, ReadState, Role, SoftState
 from node.raft.storage import HardState, MemoryRaftStorage, RaftStorage
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "RaftNode",
     "RaftStorage",
     "Ready",
+    "ReadState",
     "Role",
     "SoftState",
     "TimeoutNow",

@@ -30,11 +30,22 @@ class RaftConfig:
     # the rest wait for the next Ready.
     max_ready_messages: int = 1024
     max_ready_committed: int = 256
+    # Linearizable reads waiting for a quorum's confirmation (read_index); more are refused.
+    max_pending_reads: int = 4096
     pre_vote: bool = True
     check_quorum: bool = True
     # Run on every NORMAL entry before a follower appends it and on every
     # proposal; must be pure and deterministic so all honest nodes agree.
     entry_validator: Callable[[bytes], bool] | None = None
+    # Run on every NORMAL entry a follower is offered that is not yet known to be committed
+    # (index above the append's leader_commit). Unlike entry_validator it may consult the
+    # driver's clock, so honest nodes may disagree: a refusal makes the follower take only the
+    # entries before it and withdraw the leader's lease for the rest of the term (it keeps
+    # taking what the leader says is committed, but no longer renews the lease), so that a
+    # leader whose time a majority does not share is voted out. Refusing is like losing the
+    # message: safety never depends on it. node/replica.py checks the batch time against the
+    # node's clock here (docs/ARCHITECTURE.md, "Block time").
+    entry_timely: Callable[[bytes], bool] | None = None
     # False for a node that lost its disk: it may have forgotten a vote it
     # cast and entries it acknowledged, so it must never vote or campaign
     # again (re-admitting it as a voter is a membership change, which the
@@ -61,6 +72,7 @@ class RaftConfig:
             "max_uncommitted_entries",
             "max_ready_messages",
             "max_ready_committed",
+            "max_pending_reads",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

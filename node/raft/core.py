@@ -15,6 +15,8 @@ history out of band and calls `restore`.
 from __future__ import annotations
 
 import random
+from collections import deque
+from dataclasses import replace
 
 from node.raft.config import RaftConfig
 from node.raft.entry import Entry, EntryKind
@@ -31,7 +33,7 @@ from node.raft.messages import (
 )
 from node.raft.progress import Progress, ReplicationState
 from node.raft.quorum import VoteResult, quorum_index, tally
-from node.raft.ready import CatchUp, Ready, Role, SoftState
+from node.raft.ready import CatchUp, Ready, ReadState, Role, SoftState
 from node.raft.storage import HardState, RaftStorage
 
 _FROM_LEADER = (AppendEntries, CatchUpNotice, TimeoutNow)
@@ -62,6 +64,9 @@ class RaftNode:
         self._heartbeat_elapsed_ticks = 0
         self._election_timeout_ticks = 0
         self._reset_election_timer()
+        # The term whose leader offered an entry that entry_timely refused: that leader keeps no
+        # lease with this node (see RaftConfig.entry_timely). One term at most: a new term clears it.
+        self._distrusted_term: int | None = None
         self._votes: dict[str, bool] = {}
         self._progress: dict[str, Progress] = {}
         self._replication_pending = False
@@ -70,6 +75,12 @@ class RaftNode:
         self._outbox: list[Message] = []
         self._catch_up: CatchUp | None = None
         self._outstanding: Ready | None = None
+        # ReadIndex (Raft thesis 6.4), leader only: the current read round, the reads waiting for
+        # a quorum to answer a round (round, commit index, context), and those confirmed.
+        self._read_round = 0
+        self._pending_reads: deque[tuple[int, int, int]] = deque()
+        self._waiting_reads: list[int] = []     # asked before this term's first commit
+        self._read_states: list[ReadState] = []
 
     # --- observation (read-only) ---------------------------------------------
 
@@ -130,6 +141,41 @@ class RaftNode:
         self._after_leader_append()
         return index
 
+    def read_index(self, context: int) -> None:
+        """Confirm, for a linearizable read identified by `context`, that this node is still
+        the leader: a quorum must answer a heartbeat round started after this call. A later
+        Ready carries ReadState(context, index); answer the read once the application applied
+        through `index`. No clock is involved, so a leader paused for any time cannot answer
+        from stale state: its round is answered only by nodes still in its term. Raises
+        NotLeader; reads asked before the leader committed an entry of its term wait for that
+        (its commit index may lag the true one until then). At most
+        `max_pending_reads` wait; beyond that ProposalDropped."""
+        if self._role is not Role.LEADER:
+            raise NotLeader(self._leader)
+        if len(self._pending_reads) + len(self._waiting_reads) >= self._config.max_pending_reads:
+            raise ProposalDropped(f"{self._config.max_pending_reads} reads already wait for confirmation")
+        if self._log.term(self._log.committed) != self._term:
+            self._waiting_reads.append(context)
+            return
+        self._start_read_round([context])
+
+    def _start_read_round(self, contexts: list[int]) -> None:
+        self._read_round += 1
+        for context in contexts:
+            self._pending_reads.append((self._read_round, self._log.committed, context))
+        for peer in self._config.peers:
+            self._heartbeat_to(peer)
+        self._confirm_reads()
+
+    def _confirm_reads(self) -> None:
+        while self._pending_reads:
+            read_round, index, context = self._pending_reads[0]
+            answered = 1 + sum(p.read_round >= read_round for p in self._progress.values())
+            if answered < self._config.quorum:
+                return
+            self._pending_reads.popleft()
+            self._read_states.append(ReadState(context, index))
+
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to `target`: stop accepting proposals, bring it up to
         date, then tell it to campaign. Aborted after an election timeout."""
@@ -157,6 +203,14 @@ class RaftNode:
         self._catch_up = None
         if self._role is Role.FOLLOWER and self._leader is not None:
             self._send(AppendResponse(self.node_id, self._leader, self._term, success=True, match_index=index))
+
+    def distrust_leader(self, term: int) -> None:
+        """The driver found that the leader of `term` does not share this node's time (its
+        clock, stamped on its appends, is out of bound). From now on in that term it gets no
+        lease here and none of its entries that are not yet committed (RaftConfig.entry_timely
+        has the same effect for one entry). Call before stepping that leader's message."""
+        if term >= self._term:
+            self._distrusted_term = term
 
     def step(self, message: Message) -> None:
         """Feed one message received from the network."""
@@ -203,12 +257,14 @@ class RaftNode:
             committed=self._log.next_committed(self._config.max_ready_committed),
             soft_state=soft_state if soft_state != self._reported else None,
             catch_up=self._catch_up,
+            read_states=tuple(self._read_states),
         )
         if ready == _EMPTY_READY:
             return None
         del self._outbox[: len(ready.messages)]
         self._reported = soft_state
         self._catch_up = None
+        self._read_states = []
         self._outstanding = ready
         return ready
 
@@ -280,8 +336,12 @@ class RaftNode:
         return (
             self._config.check_quorum
             and self._leader is not None
+            and not self._distrusts_leader()
             and self._election_elapsed_ticks < self._config.election_tick
         )
+
+    def _distrusts_leader(self) -> bool:
+        return self._distrusted_term == self._term
 
     # --- role changes ----------------------------------------------------------
 
@@ -293,6 +353,8 @@ class RaftNode:
         self._progress = {}
         self._votes = {}
         self._transfer_target = None
+        self._pending_reads.clear()     # never confirmed: the driver times them out
+        self._waiting_reads.clear()
         self._reset_election_timer()
 
     def _campaign(self, leader_transfer: bool) -> None:
@@ -340,6 +402,7 @@ class RaftNode:
         self._heartbeat_elapsed_ticks = 0
         next_index = self._log.last_index() + 1
         self._progress = {peer: Progress(next=next_index) for peer in self._config.peers}
+        self._read_round = 0
         # Figure 8: entries of earlier terms commit only once an entry of this
         # term does, so start the term with one.
         self._log.append_noop(self._term)
@@ -419,6 +482,8 @@ class RaftNode:
         """A message from the leader of our term: (re)start its lease."""
         if self._role is Role.LEADER:
             raise AssertionError(f"two leaders in term {self._term}: {self.node_id} and {leader}")
+        if self._distrusts_leader():
+            return  # no lease for a leader whose entry we refused as untimely: let an election run
         if self._role is not Role.FOLLOWER:
             self._become_follower(self._term, leader)
         self._leader = leader
@@ -439,10 +504,29 @@ class RaftNode:
         new_entries = self._log.new_suffix(entries)
         if not all(e.kind is EntryKind.NOOP or self._is_valid(e.data) for e in new_entries):
             return  # refuse, without acknowledging anything in the message
-        self._log.append(new_entries)
         last_verified = prev_index + len(entries)
+        timely = self._timely_prefix(new_entries, append)
+        if len(timely) < len(new_entries):
+            self._distrusted_term = self._term
+            last_verified = new_entries[len(timely)].index - 1
+            new_entries = timely
+        self._log.append(new_entries)
         self._log.commit_to(min(append.leader_commit, last_verified))
         self._reply_append(append, success=True, match_index=last_verified)
+
+    def _timely_prefix(self, entries, append: AppendEntries):
+        """The entries before the first one that is refused as untimely: any, from a leader
+        we distrust; a batch whose time entry_timely refuses. Entries the leader says are
+        committed are a majority's decision already and are taken from anyone."""
+        check = self._config.entry_timely
+        distrusted = self._distrusts_leader()
+        if check is None and not distrusted:
+            return entries
+        for position, entry in enumerate(entries):
+            if entry.index > append.leader_commit and (
+                    distrusted or (entry.kind is EntryKind.NORMAL and not check(entry.data))):
+                return entries[:position]
+        return entries
 
     def _reject_hint(self, prev_index: int, prev_term: int) -> int:
         """Highest index that could still match the leader: nothing after our
@@ -459,6 +543,7 @@ class RaftNode:
             AppendResponse(
                 self.node_id, append.sender, self._term, success=success, match_index=match_index,
                 rejected_index=0 if success else append.prev_index, reject_hint=reject_hint,
+                read_round=append.read_round,
             )
         )
 
@@ -484,6 +569,9 @@ class RaftNode:
         if progress is None:
             return
         progress.recent_active = True
+        if response.read_round > progress.read_round:
+            progress.read_round = response.read_round
+            self._confirm_reads()
         if response.success:
             if progress.acknowledged(response.match_index):
                 committed = self._maybe_commit()
@@ -504,6 +592,9 @@ class RaftNode:
         # Figure 8: only an entry of our own term is committed by counting replicas.
         if index > self._log.committed and self._log.term(index) == self._term:
             self._log.commit_to(index)
+            if self._waiting_reads:               # the term's first commit: its reads may go
+                waiting, self._waiting_reads = self._waiting_reads, []
+                self._start_read_round(waiting)
             return True
         return False
 
@@ -585,6 +676,8 @@ class RaftNode:
         return validator is None or validator(data)
 
     def _send(self, message: Message) -> None:
+        if self._read_round and isinstance(message, AppendEntries):
+            message = replace(message, read_round=self._read_round)
         self._outbox.append(message)
 
 

@@ -58,6 +58,11 @@ class AppendEntries:
     prev_term: int
     entries: tuple[Entry, ...]
     leader_commit: int
+    # The leader's wall clock when the message left, stamped by the driver (the core reads no
+    # clock; 0 = not stamped). The receiving driver checks it: see RaftNode.distrust_leader.
+    leader_time_ms: int = 0
+    # The leader's current read round (ReadIndex, see RaftNode.read_index); echoed in the answer.
+    read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,9 @@ class AppendResponse:
     match_index: int = 0
     rejected_index: int = 0
     reject_hint: int = 0
+    # The read round of the AppendEntries answered: the follower still followed this leader's
+    # term when that round began (0 for an answer to a CatchUpNotice).
+    read_round: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ class Progress:
     stalled_ticks: int = 0
     # Heard from this follower since the leader's last CheckQuorum round.
     recent_active: bool = False
+    # Highest read round (ReadIndex) this follower answered in the leader's term.
+    read_round: int = 0
 
     def is_paused(self, max_inflight: int) -> bool:
         if self.state is ReplicationState.REPLICATE:

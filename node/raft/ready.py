@@ -18,6 +18,9 @@ The driver processes one Ready at a time, in exactly this order:
    it (the leader repeats its notice).
 
 `soft_state` is informational (role, leader) and needs no persistence.
+`read_states` are reads confirmed by ReadIndex (`ReadState`): answer each once the application
+has applied through its index. A read that never appears (leadership lost) is the driver's to
+time out.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ class CatchUp:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadState:
+    """A read asked for with `RaftNode.read_index(context)` may be answered once the
+    application has applied the log through `index`: a quorum confirmed this node was still
+    the leader after the read was asked for, and `index` was its commit index then."""
+
+    context: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     hard_state: HardState | None
     entries: tuple[Entry, ...]
@@ -61,3 +74,4 @@ class Ready:
     committed: tuple[Entry, ...]
     soft_state: SoftState | None
     catch_up: CatchUp | None
+    read_states: tuple[ReadState, ...] = ()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16node/wire/ledger.proto\x12\x08nanum.v1\"3\n\x0bReadOptions\x12\x12\n\nmin_height\x18\x01 \x01(\x04\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"\x1b\n\rSubmitRequest\x12\n\n\x02tx\x18\x01 \x01(\x0c\"\x88\x01\n\x0eSubmitResponse\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x11\n\tcode_name\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\x04\x12\x12\n\nleaf_index\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\"!\n\x12SubmitBatchRequest\x12\x0b\n\x03txs\x18\x01 \x03(\x0c\"@\n\x13SubmitBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.nanum.v1.SubmitResponse\"K\n\x15GetTransactionRequest\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12#\n\x04read\x18\x02 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\"\xbf\x01\n\x0fTransactionView\x12\n\n\x02tx\x18\x01 \x01(\x0c\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x11\n\tcode_name\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x12\n\nleaf_index\x18\x07 \x01(\x04\x12\x11\n\ttree_size\x18\x08 \x01(\x04\x12\x11\n\ttree_root\x18\t \x01(\x0c\x12\x17\n\x0finclusion_proof\x18\n \x03(\x0c\"K\n\x11GetBalanceRequest\x12\x11\n\tmember_id\x18\x01 \x01(\x0c\x12#\n\x04read\x18\x02 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\"2\n\rCentreBalance\x12\x11\n\tcentre_id\x18\x01 \x01(\x0c\x12\x0e\n\x06points\x18\x02 \x01(\x04\"|\n\x07\x42\x61lance\x12\x11\n\tmember_id\x18\x01 \x01(\x0c\x12\x12\n\nregistered\x18\x02 \x01(\x08\x12\x0e\n\x06points\x18\x03 \x01(\x04\x12*\n\tby_centre\x18\x04 \x03(\x0b\x32\x17.nanum.v1.CentreBalance\x12\x0e\n\x06height\x18\x05 \x01(\x04\"m\n\x11GetHistoryRequest\x12\x10\n\x08party_id\x18\x01 \x01(\x0c\x12\x12\n\nafter_leaf\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r\x12#\n\x04read\x18\x04 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\"K\n\x0bHistoryItem\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\n\n\x02tx\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\x04\"=\n\x07History\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.nanum.v1.HistoryItem\x12\x0c\n\x04more\x18\x02 \x01(\x08\">\n\x13StreamBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\"D\n\x0e\x43\x65rtifiedBlock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\"\x16\n\x14GetCheckpointRequest\"}\n\nCheckpoint\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\ttree_root\x18\x03 \x01(\x0c\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x10\n\x08\x63hain_id\x18\x06 \x01(\x0c\":\n\x1aGetConsistencyProofRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\"?\n\x10\x43onsistencyProof\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"\x12\n\x10GetStatusRequest\"\x9e\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x16\n\x0e\x61pplied_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63\x65rtified_height\x18\x07 \x01(\x04\x12\x12\n\nlag_blocks\x18\x08 \x01(\x04\"\x87\x01\n\rClusterStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x0c\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12#\n\x05nodes\x18\x04 \x03(\x0b\x32\x14.nanum.v1.NodeStatus\x12\x14\n\x0cthis_node_id\x18\x05 \x01(\t2\x88\x05\n\x06Ledger\x12;\n\x06Submit\x12\x17.nanum.v1.SubmitRequest\x1a\x18.nanum.v1.SubmitResponse\x12J\n\x0bSubmitBatch\x12\x1c.nanum.v1.SubmitBatchRequest\x1a\x1d.nanum.v1.SubmitBatchResponse\x12L\n\x0eGetTransaction\x12\x1f.nanum.v1.GetTransactionRequest\x1a\x19.nanum.v1.TransactionView\x12<\n\nGetBalance\x12\x1b.nanum.v1.GetBalanceRequest\x1a\x11.nanum.v1.Balance\x12<\n\nGetHistory\x12\x1b.nanum.v1.GetHistoryRequest\x1a\x11.nanum.v1.History\x12I\n\x0cStreamBlocks\x12\x1d.nanum.v1.StreamBlocksRequest\x1a\x18.nanum.v1.CertifiedBlock0\x01\x12\x45\n\rGetCheckpoint\x12\x1e.nanum.v1.GetCheckpointRequest\x1a\x14.nanum.v1.Checkpoint\x12W\n\x13GetConsistencyProof\x12$.nanum.v1.GetConsistencyProofRequest\x1a\x1a.nanum.v1.ConsistencyProof\x12@\n\tGetStatus\x12\x1a.nanum.v1.GetStatusRequest\x1a\x17.nanum.v1.ClusterStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16node/wire/ledger.proto\x12\x08nanum.v1\"3\n\x0bReadOptions\x12\x12\n\nmin_height\x18\x01 \x01(\x04\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"\x1b\n\rSubmitRequest\x12\n\n\x02tx\x18\x01 \x01(\x0c\"\x88\x01\n\x0eSubmitResponse\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x11\n\tcode_name\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\x04\x12\x12\n\nleaf_index\x18\x06 \x01(\x04\x12\x11\n\tduplicate\x18\x07 \x01(\x08\"!\n\x12SubmitBatchRequest\x12\x0b\n\x03txs\x18\x01 \x03(\x0c\"@\n\x13SubmitBatchResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.nanum.v1.SubmitResponse\"H\n\tReadGrant\x12\x12\n\nmember_key\x18\x01 \x01(\x0c\x12\x14\n\x0cnot_after_ms\x18\x02 \x01(\x04\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"o\n\x15GetTransactionRequest\x12\r\n\x05tx_id\x18\x01 \x01(\x0c\x12#\n\x04read\x18\x02 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\x12\"\n\x05grant\x18\x03 \x01(\x0b\x32\x13.nanum.v1.ReadGrant\"\xe7\x01\n\x0fTransactionView\x12\n\n\x02tx\x18\x01 \x01(\x0c\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x11\n\tcode_name\x18\x04 \x01(\t\x12\x0e\n\x06height\x18\x05 \x01(\x04\x12\r\n\x05index\x18\x06 \x01(\x04\x12\x12\n\nleaf_index\x18\x07 \x01(\x04\x12\x11\n\ttree_size\x18\x08 \x01(\x04\x12\x11\n\ttree_root\x18\t \x01(\x0c\x12\x17\n\x0finclusion_proof\x18\n \x03(\x0c\x12&\n\x05\x64rawn\x18\x0b \x03(\x0b\x32\x17.nanum.v1.CentreBalance\"o\n\x11GetBalanceRequest\x12\x11\n\tmember_id\x18\x01 \x01(\x0c\x12#\n\x04read\x18\x02 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\x12\"\n\x05grant\x18\x03 \x01(\x0b\x32\x13.nanum.v1.ReadGrant\"2\n\rCentreBalance\x12\x11\n\tcentre_id\x18\x01 \x01(\x0c\x12\x0e\n\x06points\x18\x02 \x01(\x04\"|\n\x07\x42\x61lance\x12\x11\n\tmember_id\x18\x01 \x01(\x0c\x12\x12\n\nregistered\x18\x02 \x01(\x08\x12\x0e\n\x06points\x18\x03 \x01(\x04\x12*\n\tby_centre\x18\x04 \x03(\x0b\x32\x17.nanum.v1.CentreBalance\x12\x0e\n\x06height\x18\x05 \x01(\x04\"\x91\x01\n\x11GetHistoryRequest\x12\x10\n\x08party_id\x18\x01 \x01(\x0c\x12\x12\n\nafter_leaf\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\r\x12#\n\x04read\x18\x04 \x01(\x0b\x32\x15.nanum.v1.ReadOptions\x12\"\n\x05grant\x18\x05 \x01(\x0b\x32\x13.nanum.v1.ReadGrant\"K\n\x0bHistoryItem\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\n\n\x02tx\x18\x02 \x01(\x0c\x12\x0c\n\x04\x63ode\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\x04\"=\n\x07History\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.nanum.v1.HistoryItem\x12\x0c\n\x04more\x18\x02 \x01(\x08\"T\n\x13StreamBlocksRequest\x12\x13\n\x0b\x66rom_height\x18\x01 \x01(\x04\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\x12\x14\n\x0cheaders_only\x18\x03 \x01(\x08\"T\n\x0e\x43\x65rtifiedBlock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05\x62lock\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x03 \x01(\x0c\x12\x0e\n\x06header\x18\x04 \x01(\x0c\"\x16\n\x14GetCheckpointRequest\"}\n\nCheckpoint\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\ttree_root\x18\x03 \x01(\x0c\x12\x12\n\nblock_hash\x18\x04 \x01(\x0c\x12\x13\n\x0b\x63\x65rtificate\x18\x05 \x01(\x0c\x12\x10\n\x08\x63hain_id\x18\x06 \x01(\x0c\":\n\x1aGetConsistencyProofRequest\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\"?\n\x10\x43onsistencyProof\x12\r\n\x05size1\x18\x01 \x01(\x04\x12\r\n\x05size2\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"\x12\n\x10GetStatusRequest\"\x9e\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x16\n\x0e\x61pplied_height\x18\x06 \x01(\x04\x12\x18\n\x10\x63\x65rtified_height\x18\x07 \x01(\x04\x12\x12\n\nlag_blocks\x18\x08 \x01(\x04\"\x87\x01\n\rClusterStatus\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x0c\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12#\n\x05nodes\x18\x04 \x03(\x0b\x32\x14.nanum.v1.NodeStatus\x12\x14\n\x0cthis_node_id\x18\x05 \x01(\t2\x88\x05\n\x06Ledger\x12;\n\x06Submit\x12\x17.nanum.v1.SubmitRequest\x1a\x18.nanum.v1.SubmitResponse\x12J\n\x0bSubmitBatch\x12\x1c.nanum.v1.SubmitBatchRequest\x1a\x1d.nanum.v1.SubmitBatchResponse\x12L\n\x0eGetTransaction\x12\x1f.nanum.v1.GetTransactionRequest\x1a\x19.nanum.v1.TransactionView\x12<\n\nGetBalance\x12\x1b.nanum.v1.GetBalanceRequest\x1a\x11.nanum.v1.Balance\x12<\n\nGetHistory\x12\x1b.nanum.v1.GetHistoryRequest\x1a\x11.nanum.v1.History\x12I\n\x0cStreamBlocks\x12\x1d.nanum.v1.StreamBlocksRequest\x1a\x18.nanum.v1.CertifiedBlock0\x01\x12\x45\n\rGetCheckpoint\x12\x1e.nanum.v1.GetCheckpointRequest\x1a\x14.nanum.v1.Checkpoint\x12W\n\x13GetConsistencyProof\x12$.nanum.v1.GetConsistencyProofRequest\x1a\x1a.nanum.v1.ConsistencyProof\x12@\n\tGetStatus\x12\x1a.nanum.v1.GetStatusRequest\x1a\x17.nanum.v1.ClusterStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,40 +41,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITBATCHREQUEST']._serialized_end=290
   _globals['_SUBMITBATCHRESPONSE']._serialized_start=292
   _globals['_SUBMITBATCHRESPONSE']._serialized_end=356
-  _globals['_GETTRANSACTIONREQUEST']._serialized_start=358
-  _globals['_GETTRANSACTIONREQUEST']._serialized_end=433
-  _globals['_TRANSACTIONVIEW']._serialized_start=436
-  _globals['_TRANSACTIONVIEW']._serialized_end=627
-  _globals['_GETBALANCEREQUEST']._serialized_start=629
-  _globals['_GETBALANCEREQUEST']._serialized_end=704
-  _globals['_CENTREBALANCE']._serialized_start=706
-  _globals['_CENTREBALANCE']._serialized_end=756
-  _globals['_BALANCE']._serialized_start=758
-  _globals['_BALANCE']._serialized_end=882
-  _globals['_GETHISTORYREQUEST']._serialized_start=884
-  _globals['_GETHISTORYREQUEST']._serialized_end=993
-  _globals['_HISTORYITEM']._serialized_start=995
-  _globals['_HISTORYITEM']._serialized_end=1070
-  _globals['_HISTORY']._serialized_start=1072
-  _globals['_HISTORY']._serialized_end=1133
-  _globals['_STREAMBLOCKSREQUEST']._serialized_start=1135
-  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1197
-  _globals['_CERTIFIEDBLOCK']._serialized_start=1199
-  _globals['_CERTIFIEDBLOCK']._serialized_end=1267
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1269
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1291
-  _globals['_CHECKPOINT']._serialized_start=1293
-  _globals['_CHECKPOINT']._serialized_end=1418
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1420
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1478
-  _globals['_CONSISTENCYPROOF']._serialized_start=1480
-  _globals['_CONSISTENCYPROOF']._serialized_end=1543
-  _globals['_GETSTATUSREQUEST']._serialized_start=1545
-  _globals['_GETSTATUSREQUEST']._serialized_end=1563
-  _globals['_NODESTATUS']._serialized_start=1566
-  _globals['_NODESTATUS']._serialized_end=1724
-  _globals['_CLUSTERSTATUS']._serialized_start=1727
-  _globals['_CLUSTERSTATUS']._serialized_end=1862
-  _globals['_LEDGER']._serialized_start=1865
-  _globals['_LEDGER']._serialized_end=2513
+  _globals['_READGRANT']._serialized_start=358
+  _globals['_READGRANT']._serialized_end=430
+  _globals['_GETTRANSACTIONREQUEST']._serialized_start=432
+  _globals['_GETTRANSACTIONREQUEST']._serialized_end=543
+  _globals['_TRANSACTIONVIEW']._serialized_start=546
+  _globals['_TRANSACTIONVIEW']._serialized_end=777
+  _globals['_GETBALANCEREQUEST']._serialized_start=779
+  _globals['_GETBALANCEREQUEST']._serialized_end=890
+  _globals['_CENTREBALANCE']._serialized_start=892
+  _globals['_CENTREBALANCE']._serialized_end=942
+  _globals['_BALANCE']._serialized_start=944
+  _globals['_BALANCE']._serialized_end=1068
+  _globals['_GETHISTORYREQUEST']._serialized_start=1071
+  _globals['_GETHISTORYREQUEST']._serialized_end=1216
+  _globals['_HISTORYITEM']._serialized_start=1218
+  _globals['_HISTORYITEM']._serialized_end=1293
+  _globals['_HISTORY']._serialized_start=1295
+  _globals['_HISTORY']._serialized_end=1356
+  _globals['_STREAMBLOCKSREQUEST']._serialized_start=1358
+  _globals['_STREAMBLOCKSREQUEST']._serialized_end=1442
+  _globals['_CERTIFIEDBLOCK']._serialized_start=1444
+  _globals['_CERTIFIEDBLOCK']._serialized_end=1528
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1530
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1552
+  _globals['_CHECKPOINT']._serialized_start=1554
+  _globals['_CHECKPOINT']._serialized_end=1679
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1681
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1739
+  _globals['_CONSISTENCYPROOF']._serialized_start=1741
+  _globals['_CONSISTENCYPROOF']._serialized_end=1804
+  _globals['_GETSTATUSREQUEST']._serialized_start=1806
+  _globals['_GETSTATUSREQUEST']._serialized_end=1824
+  _globals['_NODESTATUS']._serialized_start=1827
+  _globals['_NODESTATUS']._serialized_end=1985
+  _globals['_CLUSTERSTATUS']._serialized_start=1988
+  _globals['_CLUSTERSTATUS']._serialized_end=2123
+  _globals['_LEDGER']._serialized_start=2126
+  _globals['_LEDGER']._serialized_end=2774
 # @@protoc_insertion_point(module_scope)

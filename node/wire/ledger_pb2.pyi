@@ -50,16 +50,28 @@ class SubmitBatchResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[SubmitResponse]
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitResponse, _Mapping]]] = ...) -> None: ...
 
+class ReadGrant(_message.Message):
+    __slots__ = ("member_key", "not_after_ms", "signature")
+    MEMBER_KEY_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    member_key: bytes
+    not_after_ms: int
+    signature: bytes
+    def __init__(self, member_key: _Optional[bytes] = ..., not_after_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class GetTransactionRequest(_message.Message):
-    __slots__ = ("tx_id", "read")
+    __slots__ = ("tx_id", "read", "grant")
     TX_ID_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     tx_id: bytes
     read: ReadOptions
-    def __init__(self, tx_id: _Optional[bytes] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ...) -> None: ...
+    grant: ReadGrant
+    def __init__(self, tx_id: _Optional[bytes] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ..., grant: _Optional[_Union[ReadGrant, _Mapping]] = ...) -> None: ...
 
 class TransactionView(_message.Message):
-    __slots__ = ("tx", "entry", "code", "code_name", "height", "index", "leaf_index", "tree_size", "tree_root", "inclusion_proof")
+    __slots__ = ("tx", "entry", "code", "code_name", "height", "index", "leaf_index", "tree_size", "tree_root", "inclusion_proof", "drawn")
     TX_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +82,7 @@ class TransactionView(_message.Message):
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     TREE_ROOT_FIELD_NUMBER: _ClassVar[int]
     INCLUSION_PROOF_FIELD_NUMBER: _ClassVar[int]
+    DRAWN_FIELD_NUMBER: _ClassVar[int]
     tx: bytes
     entry: bytes
     code: int
@@ -80,15 +93,18 @@ class TransactionView(_message.Message):
     tree_size: int
     tree_root: bytes
     inclusion_proof: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, tx: _Optional[bytes] = ..., entry: _Optional[bytes] = ..., code: _Optional[int] = ..., code_name: _Optional[str] = ..., height: _Optional[int] = ..., index: _Optional[int] = ..., leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., tree_root: _Optional[bytes] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    drawn: _containers.RepeatedCompositeFieldContainer[CentreBalance]
+    def __init__(self, tx: _Optional[bytes] = ..., entry: _Optional[bytes] = ..., code: _Optional[int] = ..., code_name: _Optional[str] = ..., height: _Optional[int] = ..., index: _Optional[int] = ..., leaf_index: _Optional[int] = ..., tree_size: _Optional[int] = ..., tree_root: _Optional[bytes] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ..., drawn: _Optional[_Iterable[_Union[CentreBalance, _Mapping]]] = ...) -> None: ...
 
 class GetBalanceRequest(_message.Message):
-    __slots__ = ("member_id", "read")
+    __slots__ = ("member_id", "read", "grant")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     member_id: bytes
     read: ReadOptions
-    def __init__(self, member_id: _Optional[bytes] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ...) -> None: ...
+    grant: ReadGrant
+    def __init__(self, member_id: _Optional[bytes] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ..., grant: _Optional[_Union[ReadGrant, _Mapping]] = ...) -> None: ...
 
 class CentreBalance(_message.Message):
     __slots__ = ("centre_id", "points")
@@ -113,16 +129,18 @@ class Balance(_message.Message):
     def __init__(self, member_id: _Optional[bytes] = ..., registered: _Optional[bool] = ..., points: _Optional[int] = ..., by_centre: _Optional[_Iterable[_Union[CentreBalance, _Mapping]]] = ..., height: _Optional[int] = ...) -> None: ...
 
 class GetHistoryRequest(_message.Message):
-    __slots__ = ("party_id", "after_leaf", "limit", "read")
+    __slots__ = ("party_id", "after_leaf", "limit", "read", "grant")
     PARTY_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_LEAF_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     READ_FIELD_NUMBER: _ClassVar[int]
+    GRANT_FIELD_NUMBER: _ClassVar[int]
     party_id: bytes
     after_leaf: int
     limit: int
     read: ReadOptions
-    def __init__(self, party_id: _Optional[bytes] = ..., after_leaf: _Optional[int] = ..., limit: _Optional[int] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ...) -> None: ...
+    grant: ReadGrant
+    def __init__(self, party_id: _Optional[bytes] = ..., after_leaf: _Optional[int] = ..., limit: _Optional[int] = ..., read: _Optional[_Union[ReadOptions, _Mapping]] = ..., grant: _Optional[_Union[ReadGrant, _Mapping]] = ...) -> None: ...
 
 class HistoryItem(_message.Message):
     __slots__ = ("leaf_index", "tx", "code", "height")
@@ -145,22 +163,26 @@ class History(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[HistoryItem, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class StreamBlocksRequest(_message.Message):
-    __slots__ = ("from_height", "max_blocks")
+    __slots__ = ("from_height", "max_blocks", "headers_only")
     FROM_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     MAX_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_ONLY_FIELD_NUMBER: _ClassVar[int]
     from_height: int
     max_blocks: int
-    def __init__(self, from_height: _Optional[int] = ..., max_blocks: _Optional[int] = ...) -> None: ...
+    headers_only: bool
+    def __init__(self, from_height: _Optional[int] = ..., max_blocks: _Optional[int] = ..., headers_only: _Optional[bool] = ...) -> None: ...
 
 class CertifiedBlock(_message.Message):
-    __slots__ = ("height", "block", "certificate")
+    __slots__ = ("height", "block", "certificate", "header")
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    HEADER_FIELD_NUMBER: _ClassVar[int]
     height: int
     block: bytes
     certificate: bytes
-    def __init__(self, height: _Optional[int] = ..., block: _Optional[bytes] = ..., certificate: _Optional[bytes] = ...) -> None: ...
+    header: bytes
+    def __init__(self, height: _Optional[int] = ..., block: _Optional[bytes] = ..., certificate: _Optional[bytes] = ..., header: _Optional[bytes] = ...) -> None: ...
 
 class GetCheckpointRequest(_message.Message):
     __slots__ = ()

@@ -29,6 +29,7 @@ from ledger.certificate import Certificate
 from ledger.encoding import decode
 from ledger.keys import SigningKey
 from ledger.ledger import Ledger
+from ledger.limits import MAX_BLOCK_TIME_SKEW_MS
 from ledger.tx import Deposit, DepositKind, Redeem, Refund, RegisterMember, Rejected, Reversal, make_tx
 from ledger.verify import verify_chain
 from ledger.voucher import sign_voucher
@@ -57,6 +58,12 @@ CRASH_IN_STEP_RATE = 0.002        # per step of the Ready contract, during chaos
 LIVENESS_BOUND_TICKS = 40 * ELECTION_TICK
 PROBE_RETRY_TICKS = 3 * ELECTION_TICK
 CRASH_STEPS = ("persist", "send", "apply", "endorse", "advance")
+# Clocks: in this share of runs a minority of nodes has a wrong clock, by one of these amounts;
+# every node's clock is off by up to CLOCK_JITTER_MS either way in every run.
+WRONG_CLOCK_RATE = 0.3
+WRONG_CLOCK_SKEWS_MS = (3_600_000, -3_600_000, 366 * 86_400_000, 3 * MAX_BLOCK_TIME_SKEW_MS,
+                        -3 * MAX_BLOCK_TIME_SKEW_MS)
+CLOCK_JITTER_MS = 250
 
 
 class SimulatedCrash(Exception):
@@ -71,6 +78,7 @@ class LedgerSimNode:
     storage: MemoryRaftStorage = field(default_factory=MemoryRaftStorage)
     replica: Replica | None = None
     lost_disk: bool = False
+    clock_skew_ms: int = 0          # this node's wall clock minus the simulation's true time
 
     def __post_init__(self) -> None:
         self.ledger = Ledger.in_memory(self.genesis, self.key.party_id.hex()[:8])
@@ -143,10 +151,12 @@ class LedgerInvariants:
         self._checked_height[node.node_id] = 0
         self._checked_certificate[node.node_id] = 0
 
-    def check(self, nodes: list[LedgerSimNode]) -> None:
+    def check(self, nodes: list[LedgerSimNode], latest_time_ms: int) -> None:
+        """``latest_time_ms``: no block may be stamped later than this (block time is bounded by
+        the consortium's clocks, a majority of which are right)."""
         for node in nodes:
             self._check_leader(node)
-            self._check_blocks(node)
+            self._check_blocks(node, latest_time_ms)
             self._check_certificates(node)
 
     def _check_leader(self, node: LedgerSimNode) -> None:
@@ -157,11 +167,15 @@ class LedgerInvariants:
         if known != node.node_id:
             raise AssertionError(f"two leaders in term {replica.raft.term}: {known[:8]} and {node.node_id[:8]}")
 
-    def _check_blocks(self, node: LedgerSimNode) -> None:
+    def _check_blocks(self, node: LedgerSimNode, latest_time_ms: int) -> None:
         store = node.ledger.store
         height = store.height()
         for h in range(self._checked_height.get(node.node_id, 0) + 1, height + 1):
-            block_hash = decode_block(store.block(h)).hash
+            block = decode_block(store.block(h))
+            block_hash = block.hash
+            if h not in self.hash_at and block.header.time_ms > latest_time_ms:
+                raise AssertionError(f"block {h} is stamped {block.header.time_ms - latest_time_ms} ms "
+                                     f"past the latest time a majority's clocks allow")
             known = self.hash_at.setdefault(h, block_hash)
             if known != block_hash:
                 raise AssertionError(f"node {node.node_id[:8]} holds another block at height {h}")
@@ -203,11 +217,26 @@ class LedgerSimulation:
         self._chaos = True
         self.nodes = {n.node_id: n for n in (LedgerSimNode(k, self.consortium.genesis_raw)
                                              for k in self.consortium.nodes)}
+        self._set_clocks(random.Random(f"clocks-{seed}"))
+        # Liveness needs a majority of nodes that can vote and share the right time: a node with
+        # a wrong clock counts against the same minority as one that lost its disk.
+        self._max_disk_losses -= self.wrong_clocks
         self._invariants = LedgerInvariants(frozenset(k.public_key for k in self.consortium.nodes))
         self._workload = Workload(self.consortium, rng)
         self.stats = {"crashes": 0, "disk_losses": 0, "blocks": 0, "heal_ticks": 0}
         for node in self.nodes.values():
             self._start(node)
+
+    def _set_clocks(self, rng: random.Random) -> None:
+        """Clocks come from their own stream of the seed, so that adding them left every other
+        choice of a seed as it was. At most a minority of nodes has a wrong clock."""
+        nodes = list(self.nodes.values())
+        for node in nodes:
+            node.clock_skew_ms = rng.randint(-CLOCK_JITTER_MS, CLOCK_JITTER_MS)
+        if rng.random() < WRONG_CLOCK_RATE:
+            for node in rng.sample(nodes, rng.randint(1, (len(nodes) - 1) // 2)):
+                node.clock_skew_ms = rng.choice(WRONG_CLOCK_SKEWS_MS)
+        self.wrong_clocks = sum(abs(n.clock_skew_ms) > CLOCK_JITTER_MS for n in nodes)
 
     # --- running -----------------------------------------------------------------------------
 
@@ -223,6 +252,7 @@ class LedgerSimulation:
                                     f"tick {self._now}: {type(error).__name__}: {error}\n"
                                     f"replay: {self._replay}") from error
         self.stats["blocks"] = len(self._invariants.hash_at)
+        self.stats["wrong_clocks"] = self.wrong_clocks
         return self.stats
 
     def _step(self) -> None:
@@ -236,7 +266,7 @@ class LedgerSimulation:
             self._call(node, lambda r, m=message: r.receive(decode_message(encode_message(m))))
         for node in self._shuffled_up():
             self._call(node, lambda r: r.tick())
-        self._invariants.check(list(self.nodes.values()))
+        self._invariants.check(list(self.nodes.values()), self._time_ms() + MAX_BLOCK_TIME_SKEW_MS + CLOCK_JITTER_MS)
 
     def _call(self, node: LedgerSimNode, action) -> None:
         """Runs one input on a node's replica and routes its output; a crash drops the replica
@@ -253,12 +283,17 @@ class LedgerSimulation:
             self._network.send(message, self._now)
 
     def _time_ms(self) -> int:
+        """The true time; each node's clock is this plus its skew (``_clock_ms``)."""
         return GENESIS_TIME_MS + self._now * TICK_MS
+
+    def _clock_ms(self, node: LedgerSimNode) -> int:
+        return self._time_ms() + node.clock_skew_ms
 
     # --- faults --------------------------------------------------------------------------------
 
     def _start(self, node: LedgerSimNode) -> None:
-        node.replica = Replica(node.key, node.ledger, node.storage, self._rng, self._replica_options(node))
+        node.replica = Replica(node.key, node.ledger, node.storage, self._rng, self._replica_options(node),
+                               clock_ms=lambda: self._clock_ms(node))
         node.replica.crash_point = self._crash_point
 
     def _replica_options(self, node: LedgerSimNode) -> ReplicaOptions:
@@ -317,7 +352,7 @@ class LedgerSimulation:
         for _ in range(2):
             try:
                 tx = node.replica.admit(raw)
-                self._call(node, lambda r: r.propose([tx], self._time_ms()))
+                self._call(node, lambda r, n=node: r.propose([tx], self._clock_ms(n)))
                 return tx.tx_id
             except Rejected:
                 return None
@@ -360,13 +395,25 @@ class LedgerSimulation:
                                      f"(role, height, certified, catching up): {state}")
             self._step()
         self.stats["heal_ticks"] = self._now - healed_at
+        self._check_probe_time(probe, healed_at)
+
+    def _check_probe_time(self, probe: bytes, healed_at: int) -> None:
+        """The probe was proposed after healing, and a majority's clocks are right: its block is
+        stamped no earlier than the bound before the healing (the later bound is checked on every
+        block, every tick)."""
+        store = next(iter(self.nodes.values())).ledger.store
+        time_ms = decode_block(store.block(store.tx_record(decode(probe)[3]).height)).header.time_ms
+        earliest = GENESIS_TIME_MS + healed_at * TICK_MS - MAX_BLOCK_TIME_SKEW_MS - CLOCK_JITTER_MS
+        if time_ms < earliest:
+            raise AssertionError(f"the probe's block is stamped {earliest - time_ms} ms before the earliest "
+                                 f"time a majority's clocks allowed when it was proposed")
 
     def _submit_to_leader(self, raw: bytes) -> None:
         for node in self._shuffled_up():
             if node.replica.is_leader:
                 tx = node.replica.admit(raw)
                 try:
-                    self._call(node, lambda r: r.propose([tx], self._time_ms()))
+                    self._call(node, lambda r, n=node: r.propose([tx], self._clock_ms(n)))
                 except ProposalDropped:
                     pass
 
