@@ -38,7 +38,7 @@ from cli.session import (
     tx_id_callback,
 )
 from cli.text import echo
-from ledger import files
+from ledger import files, keys
 from ledger.codes import Code
 from ledger.encoding import DecodeError, text_problem
 from ledger.keys import KeyFileError, SigningKey, read_key_file
@@ -167,6 +167,16 @@ def member_group() -> None:
 
 
 def _member_public_key(public_key_hex: str | None, member_key: Path | None) -> bytes:
+    """The member's public key, refused here already if it fails the key rule (the node
+    refuses it with INVALID_KEY too; this says so before anything is signed)."""
+    public_key = _read_member_public_key(public_key_hex, member_key)
+    problem = keys.key_problem(public_key)
+    if problem is not None:
+        raise UserError(f"the member's {problem}")
+    return public_key
+
+
+def _read_member_public_key(public_key_hex: str | None, member_key: Path | None) -> bytes:
     if (public_key_hex is None) == (member_key is None):
         raise click.UsageError("give exactly one of --public-key HEX64 or --member-key FILE")
     if public_key_hex is not None:

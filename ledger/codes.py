@@ -4,8 +4,8 @@ A code's number never changes meaning once released; new codes get new numbers.
 Every code has a one-line message a person can act on. docs/FORMAT.md ("Result codes")
 lists the same table.
 
-Codes 1-3 are *static*: they depend only on the transaction bytes and the chain id, and a
-transaction failing them never enters a block. All others are decided by the rules against
+Codes 1-3 and 24 are *static*: they depend only on the transaction bytes and the chain id,
+and a transaction failing them never enters a block. All others are decided by the rules against
 the state; a transaction refused with one of them is recorded in its block with that code
 (its id is then taken, and resubmitting it returns the same result).
 """
@@ -40,7 +40,8 @@ class Code(IntEnum):
     PARTY_EXISTS = 21
     UNKNOWN_PARTY = 22
     LAST_OF_ROLE = 23
-    KEY_IN_USE = 25          # 24 is assigned elsewhere
+    INVALID_KEY = 24        # static: a key in the transaction fails the key rule (FORMAT.md §2)
+    KEY_IN_USE = 25
 
     @property
     def message(self) -> str:
@@ -49,7 +50,7 @@ class Code(IntEnum):
     @property
     def static(self) -> bool:
         """True for codes decided from the bytes alone; such transactions never enter a block."""
-        return self in (Code.MALFORMED, Code.WRONG_CHAIN, Code.BAD_SIGNATURE)
+        return self in (Code.MALFORMED, Code.WRONG_CHAIN, Code.BAD_SIGNATURE, Code.INVALID_KEY)
 
 
 MESSAGES: dict[Code, str] = {
@@ -77,6 +78,8 @@ MESSAGES: dict[Code, str] = {
     Code.PARTY_EXISTS: "a party with that key is already known",
     Code.UNKNOWN_PARTY: "no active party with that key and role",
     Code.LAST_OF_ROLE: "retiring it would leave the consortium with no active node",
+    Code.INVALID_KEY: ("a public key is not a valid Ed25519 key (not canonical, of small order, or outside "
+                       "the prime-order subgroup); generate a new key with `nanum keys generate`"),
     Code.KEY_IN_USE: "that key already belongs to another identity (a member, or a centre, partner, node or admin); "
                      "one key is one identity: make a new key for this one",
 }

@@ -14,7 +14,8 @@ where tag(kind) is ``"nanum/v1/tx/<kind name>"``. ``approvals`` are ``[public_ke
 pairs by further admins over the same bytes, sorted by public key, distinct, never the
 author's own; only genesis and governance transactions may carry them.
 
-``check_tx`` is the *static* check: decoding, chain id and every signature. It needs no
+``check_tx`` is the *static* check: decoding, chain id, every public key against the key rule
+(``keys.public_key_valid``; a weak key never enters a block) and every signature. It needs no
 state, so it can run anywhere, once per transaction per node.
 """
 
@@ -494,9 +495,10 @@ def decode_or_reject(raw: bytes, prechecked: bool = False) -> Tx:
 
 
 def check_tx(raw: bytes, chain_id: bytes) -> Tx:
-    """The static check: canonical decoding, chain id, and every signature (the author's,
-    each approval's, a redeemed voucher's). Raises Rejected with code MALFORMED, WRONG_CHAIN
-    or BAD_SIGNATURE; never any other exception for any input bytes."""
+    """The static check: canonical decoding, chain id, every public key the transaction carries
+    (``public_keys``) and every signature (the author's, each approval's, a redeemed voucher's).
+    Raises Rejected with code MALFORMED, WRONG_CHAIN, INVALID_KEY or BAD_SIGNATURE; never any
+    other exception for any input bytes."""
     tx = decode_or_reject(raw)
     if tx.kind == TxKind.GENESIS:
         raise Rejected(Rejection(Code.MALFORMED, "kind", "a genesis transaction only opens a chain"))
@@ -534,7 +536,15 @@ def signatures_hold(raw: bytes, chain_id: bytes) -> bool:
         if (type(pair) is not list or len(pair) != 2 or type(pair[0]) is not bytes
                 or type(pair[1]) is not bytes or not keys.verify(pair[0], pair[1], message)):
             return False
-    return kind != TxKind.REDEEM or _voucher_signature_holds(payload, chain_id)
+    if kind == TxKind.REDEEM:
+        return _voucher_signature_holds(payload, chain_id)
+    # The keys a registration or a governance transaction brings into the ledger (the signers'
+    # keys passed the key rule inside keys.verify above).
+    if kind in (TxKind.REGISTER_MEMBER, TxKind.GOVERNANCE):
+        position = 0 if kind == TxKind.REGISTER_MEMBER else 2
+        return (type(payload) is list and len(payload) > position
+                and keys.public_key_valid(payload[position]))
+    return True
 
 
 def _voucher_signature_holds(payload: object, chain_id: bytes) -> bool:
@@ -547,9 +557,40 @@ def _voucher_signature_holds(payload: object, chain_id: bytes) -> bool:
     return keys.verify(member_key, signature, encode([VOUCHER_TAG, *voucher[1:7]]))
 
 
+def public_keys(tx: Tx) -> list[tuple[str, bytes]]:
+    """Every public key in ``tx`` as (field, key), in wire order: the author, those of the
+    payload (each genesis party's, a registered member's, an admitted or retired party's, a
+    redeemed voucher's member key), then each approval's."""
+    found = [("author", tx.author)]
+    payload = tx.payload
+    if isinstance(payload, Genesis):
+        for label in ("admins", "centres", "partners", "nodes"):
+            found += [(f"payload.{label}[{i}].public_key", party.public_key)
+                      for i, party in enumerate(getattr(payload, label))]
+    elif isinstance(payload, RegisterMember):
+        found.append(("payload.member_key", payload.member_key))
+    elif isinstance(payload, Governance):
+        found.append(("payload.public_key", payload.public_key))
+    elif isinstance(payload, Redeem):
+        found.append(("payload.voucher.member_key", payload.voucher.member_key))
+    found += [(f"approvals[{i}].public_key", a.public_key) for i, a in enumerate(tx.approvals)]
+    return found
+
+
+def check_public_keys(tx: Tx) -> None:
+    """Raises Rejected(INVALID_KEY) at the first key in ``tx`` that fails the key rule."""
+    for field_name, public_key in public_keys(tx):
+        problem = keys.key_problem(public_key)
+        if problem is not None:
+            raise Rejected(Rejection(Code.INVALID_KEY, field_name, problem))
+
+
 def check_signatures(tx: Tx, chain_id: bytes) -> None:
+    """Chain id, then every key (INVALID_KEY), then every signature (BAD_SIGNATURE); the
+    order FORMAT.md ("The static check") gives."""
     if tx.chain_id != chain_id:
         raise Rejected(Rejection(Code.WRONG_CHAIN, "chain_id", "the transaction is for another chain"))
+    check_public_keys(tx)
     message = tx.signing_bytes()
     if not keys.verify(tx.author, tx.signature, message):
         raise Rejected(Rejection(Code.BAD_SIGNATURE, "signature", "the author's signature does not verify"))

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from ledger.encoding import decode, encode
+from ledger.keys import SigningKey
 from ledger.tx import Deposit, DepositKind, RegisterMember, make_tx
 from node.client import LedgerClient, TlsFiles
 from node.cluster import LocalCluster
@@ -140,7 +141,7 @@ def test_a_follower_answers_a_submission_with_the_leaders_address(cluster):
     leader = cluster.leader()
     follower = next(i for i in range(cluster.nodes) if i != leader)
     stub = ledger_pb2_grpc.LedgerStub(_channel(cluster, cluster.layout.nodes[follower].address))
-    tx = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    tx = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     status, metadata = _refusal(lambda: stub.Submit(ledger_pb2.SubmitRequest(tx=tx.raw), timeout=10))
     assert status == grpc.StatusCode.UNAVAILABLE
     assert metadata["nanum-leader"] == cluster.layout.nodes[leader].address
@@ -195,7 +196,7 @@ def test_a_node_cannot_speak_for_another_node_or_send_garbage(cluster):
 def test_a_flood_beyond_the_queue_limit_is_resource_exhausted_and_the_node_keeps_serving(cluster):
     leader_address = cluster.layout.nodes[cluster.leader()].address
     centre = cluster.key("centre")
-    register = make_tx(centre, cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    register = make_tx(centre, cluster.chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     txs = [make_tx(centre, cluster.chain_id, os.urandom(16),
                    Deposit(register.payload.member_id, 1, DepositKind.OTHER, 0, "flood", 0)) for _ in range(FLOOD)]
     stub = ledger_pb2_grpc.LedgerStub(_channel(cluster, leader_address))

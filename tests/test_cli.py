@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import main
 from node.cluster import LocalCluster
+from tests.consortium import key
 
 CLEAN_ENV = {"NANUM_KEY": None, "NANUM_CLIENT": None, "NANUM_CONFIG": None}
 
@@ -259,7 +260,10 @@ def test_key_problems(files, tmp_path):
     assert "passphrase is wrong" in wrong.output
     nanum("voucher", "create", "--key", str(locked), "--passphrase-env", "PW", "--genesis", files["genesis"],
           "--partner", files["partner_id"], "--max-points", "5", "--valid-for", "1d", env={"PW": "right"})
-    nanum("member", "register", "--public-key", "ab" * 32, "--client", str(tmp_path / "absent.toml"), code=3)
+    # A valid member key (the key rule), so that the exit is about the missing client file.
+    absent = nanum("member", "register", "--public-key", key("member:cli").public_key.hex(),
+                   "--client", str(tmp_path / "absent.toml"), code=3)
+    assert "absent.toml" in absent.output
 
 
 @pytest.mark.parametrize("duration, code", [("31d", 3), ("0m", 3), ("2x", 3), ("1h30m", 0), ("30m", 0)])

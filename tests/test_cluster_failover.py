@@ -15,6 +15,7 @@ import time
 import grpc
 import pytest
 
+from ledger.keys import SigningKey
 from ledger.tx import Deposit, DepositKind, RegisterMember, make_tx
 from node.client import ClientError
 from node.cluster import LocalCluster
@@ -70,7 +71,7 @@ def _blocks_of(cluster, index: int) -> list[bytes]:
 
 def test_killing_the_leader_under_load_loses_nothing_acknowledged(cluster):
     chain_id = cluster.chain_id
-    member = make_tx(cluster.key("centre"), chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    member = make_tx(cluster.key("centre"), chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     with cluster.client("centre") as client:
         client.submit(member.raw)
     member_id = member.payload.member_id
@@ -131,7 +132,7 @@ def _entry_tx_ids(block_raw: bytes) -> list[bytes]:
 
 def test_resubmitting_after_a_timeout_never_applies_twice(cluster):
     centre = cluster.key("centre")
-    register = make_tx(centre, cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    register = make_tx(centre, cluster.chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     deposit = make_tx(centre, cluster.chain_id, os.urandom(16),
                       Deposit(register.payload.member_id, 7, DepositKind.OTHER, 0, "once", 0))
     with cluster.client("centre") as client:
@@ -163,7 +164,7 @@ def test_a_leader_stopped_for_maintenance_hands_leadership_over_first(cluster):
     assert statuses[leaders[0]].term == term + 1
     log = (cluster.layout.nodes[leader].folder / "node.log").read_text()
     assert "handed leadership to" in log
-    register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     with cluster.client("centre") as client:
         assert client.submit(register.raw).code == 0
 
@@ -183,7 +184,7 @@ def test_a_node_back_from_a_long_outage_is_brought_up_to_date_at_once(cluster):
     cluster.kill(follower)
     with cluster.client("centre") as client:
         client.submit(make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
-                              RegisterMember(os.urandom(32))).raw)
+                              RegisterMember(SigningKey.generate().public_key)).raw)
     time.sleep(OUTAGE_S)
     target = cluster.statuses()[leader].applied_height
     cluster.start(follower)                     # returns once it serves

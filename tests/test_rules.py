@@ -104,7 +104,7 @@ def test_code_numbers_are_a_stable_contract():
         "AMOUNT_OUT_OF_RANGE": 12, "UNKNOWN_REDEMPTION": 13, "REDEMPTION_FULLY_REFUNDED": 14,
         "REFUND_EXCEEDS_REDEMPTION": 15, "UNKNOWN_DEPOSIT": 16, "DEPOSIT_ALREADY_REVERSED": 17,
         "EXISTS": 18, "EXISTS_WITH_DIFFERENT_FIELDS": 19, "INSUFFICIENT_APPROVALS": 20,
-        "PARTY_EXISTS": 21, "UNKNOWN_PARTY": 22, "LAST_OF_ROLE": 23, "KEY_IN_USE": 25,
+        "PARTY_EXISTS": 21, "UNKNOWN_PARTY": 22, "LAST_OF_ROLE": 23, "INVALID_KEY": 24, "KEY_IN_USE": 25,
     }
 
 
@@ -115,9 +115,10 @@ def test_every_code_has_a_message_a_person_can_act_on():
         assert len(code.message) >= 8, code
 
 
-def test_only_malformed_wrong_chain_and_bad_signature_are_static():
+def test_only_malformed_wrong_chain_bad_signature_and_invalid_key_are_static():
+    # INVALID_KEY's cases are in tests/test_signature_rule.py (the key rule, where keys enter).
     assert {code for code in Code if code.static} == {
-        Code.MALFORMED, Code.WRONG_CHAIN, Code.BAD_SIGNATURE}
+        Code.MALFORMED, Code.WRONG_CHAIN, Code.BAD_SIGNATURE, Code.INVALID_KEY}
 
 
 def test_every_code_the_rules_give_has_a_test_named_after_it():

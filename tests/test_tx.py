@@ -481,7 +481,7 @@ def _static_check(raw: bytes) -> None:
     try:
         tx = check_tx(raw, c.chain_id)
     except Rejected as exc:
-        assert exc.rejection.code in (Code.MALFORMED, Code.WRONG_CHAIN, Code.BAD_SIGNATURE)
+        assert exc.rejection.code in (Code.MALFORMED, Code.WRONG_CHAIN, Code.INVALID_KEY, Code.BAD_SIGNATURE)
         return
     assert tx.raw == raw
 

@@ -132,7 +132,8 @@ class Workload:
         elif roll < 0.93 and self._sent:
             return rng.choice(self._sent)                       # a resubmission
         else:
-            good = make_tx(c.centres[0], c.chain_id, rng.randbytes(16), RegisterMember(rng.randbytes(32)))
+            member_key = SigningKey.from_seed(rng.randbytes(32)).public_key   # passes the key rule
+            good = make_tx(c.centres[0], c.chain_id, rng.randbytes(16), RegisterMember(member_key))
             return good.raw[:-70] + bytes(64) + good.raw[-6:]   # a broken signature
         self._sent.append(tx.raw)
         return tx.raw
@@ -381,7 +382,8 @@ class LedgerSimulation:
         healed_at = self._now
         probe = make_tx(self.consortium.centres[0], self.consortium.chain_id,
                         hashlib.sha256(b"probe%d" % self.seed).digest()[:16],
-                        RegisterMember(hashlib.sha256(b"member%d" % self.seed).digest())).raw
+                        RegisterMember(SigningKey.from_seed(
+                            hashlib.sha256(b"member%d" % self.seed).digest()).public_key)).raw
         while not self._certified_everywhere(probe):
             if (self._now - healed_at) % PROBE_RETRY_TICKS == 0:
                 self._submit_to_leader(probe)
