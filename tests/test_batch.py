@@ -74,6 +74,7 @@ def test_ticks_missed_while_the_loop_was_busy_are_dropped_not_fired_back_to_back
     runtime.config = SimpleNamespace(tick_ms=20)
     runtime.replica = SimpleNamespace(tick=lambda: ticks.append(time.monotonic()))
     runtime.after_replica = lambda: None
+    runtime._report_untimely = lambda: None
 
     async def scenario() -> None:
         task = asyncio.get_running_loop().create_task(runtime._tick_loop())
