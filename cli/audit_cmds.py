@@ -16,7 +16,6 @@ its first byte on: with ``--json`` there is always one verdict with the problem 
 
 from __future__ import annotations
 
-
 import json
 import sys
 import time
