@@ -37,7 +37,7 @@ from node.peers import PeerLink
 from node.raft import NotLeader, ProposalDropped
 from node.raft_lmdb import LmdbRaftStorage
 from node.replica import Replica, ReplicaOptions
-from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
+from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2
 
 log = logging.getLogger("nanum.node")
 
@@ -104,6 +104,9 @@ class NodeRuntime:
         self.addresses = {peer.node_id: peer.address for peer in config.peers}
         self.addresses[self.replica.id] = config.listen
         self._pending: list[Tx] = []
+        # Waiters are keyed by the exact transaction bytes, never by id alone: two different
+        # transactions with one id may be in flight at once, and each must be answered with
+        # the result its own bytes got (the loser's is EXISTS_WITH_DIFFERENT_FIELDS).
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._reads: dict[int, asyncio.Future] = {}     # read_index context -> its read index
         self._next_read = 0
@@ -122,12 +125,12 @@ class NodeRuntime:
         credentials = self._server_credentials()
         options = [("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.max_send_message_length", self.config.max_message_bytes)]
-        from node.service import ConsensusService, LedgerService   # service depends on runtime
+        from node.service import ConsensusService, LedgerService, add_ledger_service   # service depends on runtime
 
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
         self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
-        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self, now_ms=self.clock_ms), self._server)
+        add_ledger_service(LedgerService(self, now_ms=self.clock_ms), self._server)   # malformed -> MALFORMED
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
@@ -277,7 +280,7 @@ class NodeRuntime:
         header = executed.block.header
         first_leaf = header.tree_size - header.tx_count
         for index, tx in enumerate(executed.txs):
-            for waiter in self._waiters.pop(tx.tx_id, ()):
+            for waiter in self._waiters.pop(tx.raw, ()):
                 if not waiter.done():
                     waiter.set_result(Outcome(executed.codes[index], header.height, index, first_leaf + index))
 
@@ -297,7 +300,7 @@ class NodeRuntime:
             raise SubmitError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{len(self._pending)} submissions are queued; retry after a pause")
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(tx.tx_id, []).append(waiter)
+        self._waiters.setdefault(tx.raw, []).append(waiter)
         self._pending.append(tx)
         self._schedule_flush()
         try:
@@ -349,7 +352,7 @@ class NodeRuntime:
 
     def _fail(self, batch: list[Tx], error: SubmitError) -> None:
         for tx in batch:
-            for waiter in self._waiters.pop(tx.tx_id, ()):
+            for waiter in self._waiters.pop(tx.raw, ()):
                 if not waiter.done():
                     waiter.set_exception(error)
 
@@ -416,7 +419,9 @@ class NodeRuntime:
 
 
 def _unique(batch: list[Tx]) -> list[Tx]:
-    """One copy of each transaction per batch: duplicates share the first one's waiter."""
+    """One copy of each transaction per batch: copies of the same bytes share one waiter list.
+    Different bytes with the same id all stay: the block records the first with its result and
+    the others as EXISTS_WITH_DIFFERENT_FIELDS, and each is answered with its own."""
     seen: dict[bytes, Tx] = {}
     for tx in batch:
         seen.setdefault(tx.raw, tx)
