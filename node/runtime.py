@@ -52,6 +52,8 @@ HANDOVER_TIMEOUT_MS = 2_000
 # A confirmed linearizable read waits for the node to apply through its read index (usually at
 # once: the leader committed it) by polling this often: the entry may be a no-op with no block.
 READ_APPLY_POLL_MS = 2
+# While catching up, progress is logged at info at most this often (and at its start and end).
+CATCH_UP_LOG_INTERVAL_MS = 5_000
 # Threads that verify a catch-up response's signatures before the replica installs it
 # (Ed25519 verification releases the GIL: one thread per core).
 PRECHECK_THREADS = max(1, os.cpu_count() or 1)
@@ -117,6 +119,7 @@ class NodeRuntime:
         self._verifiers = ThreadPoolExecutor(PRECHECK_THREADS, thread_name_prefix="precheck")
         self._server: grpc.aio.Server | None = None
         self._ticker: asyncio.Task | None = None
+        self._catch_up_log: _CatchUpLog | None = None
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -248,6 +251,29 @@ class NodeRuntime:
         if out.applied:
             self._applied_event.set()
             self._applied_event = asyncio.Event()
+        if self.replica.catching_up or self._catch_up_log is not None:
+            self._log_catch_up()
+
+    def _log_catch_up(self) -> None:
+        """Info lines for an operator watching a node catch up: its start, its progress every
+        CATCH_UP_LOG_INTERVAL_MS, and its end."""
+        now, height, progress = time.monotonic(), self.ledger.height, None
+        state = self._catch_up_log
+        if state is not None and not self.replica.catching_up:
+            log.info("caught up: height %d, %d blocks installed in %.1f s", height, height - state.start_height,
+                     now - state.started)
+            self._catch_up_log = None
+            return
+        if state is None:
+            source, index, target = self.replica.catch_up_progress()
+            log.info("catching up from %s: at height %d, installing certified blocks through consensus "
+                     "index %d", self.node_name(source) or source[:12], height, target)
+            self._catch_up_log = _CatchUpLog(now, height, now, height)
+        elif now - state.logged >= CATCH_UP_LOG_INTERVAL_MS / 1000:
+            source, index, target = self.replica.catch_up_progress()
+            log.info("catching up: height %d (+%d blocks in %.1f s), consensus index %d of %d", height,
+                     height - state.logged_height, now - state.logged, index, target)
+            state.logged, state.logged_height = now, height
 
     def request_ahead(self, message: BlocksResponse) -> int | None:
         """Replica.request_ahead for a catch-up answer, its request sent at once; returns the
@@ -416,6 +442,14 @@ class NodeRuntime:
             if peer.node_id == node_id:
                 return peer.name
         return self.config.name if node_id == self.replica.id else ""
+
+
+@dataclass(slots=True)
+class _CatchUpLog:
+    started: float            # monotonic seconds
+    start_height: int
+    logged: float
+    logged_height: int
 
 
 def _unique(batch: list[Tx]) -> list[Tx]:
