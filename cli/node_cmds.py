@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import EXIT_UNAVAILABLE, UserError, client_from, json_option
+from cli.common import EXIT_STORAGE_FAILED, EXIT_UNAVAILABLE, UserError, client_from, json_option
 from cli.lazy import LazyGroup
 from cli.text import echo, printable
 from ledger.keys import KeyFileError
@@ -81,8 +81,11 @@ def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_l
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from node.durability import StorageFailed
     try:
         asyncio.run(_serve(config, run_node, rejoin))
+    except StorageFailed as exc:
+        raise UserError(f"the node stopped: {exc}", EXIT_STORAGE_FAILED) from None
     except (RuntimeError, StoreError, KeyFileError, OSError) as exc:
         raise UserError(f"the node cannot start: {exc}", EXIT_UNAVAILABLE) from None
 

@@ -33,6 +33,7 @@ from ledger.verify import check_store
 from node.batch import precheck_blocks
 from node.codec import BlocksResponse
 from node.config import NodeConfig
+from node.durability import StorageFailed, StorageGuard
 from node.peers import PeerLink
 from node.raft import NotLeader, ProposalDropped
 from node.raft_lmdb import LmdbRaftStorage
@@ -120,6 +121,7 @@ class NodeRuntime:
         self._server: grpc.aio.Server | None = None
         self._ticker: asyncio.Task | None = None
         self._catch_up_log: _CatchUpLog | None = None
+        self.storage = StorageGuard(self._on_storage_failure)     # see node.durability
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -159,7 +161,8 @@ class NodeRuntime:
         """Stops serving. A leader first hands leadership to a connected peer (a centre taking
         its node down for maintenance should not make the others wait for an election)."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self._hand_over_leadership()
+        if self.storage.failure is None:
+            await self._hand_over_leadership()
         if self._ticker is not None:
             self._ticker.cancel()
         for link in self._links.values():
@@ -168,7 +171,9 @@ class NodeRuntime:
             await self._server.stop(grace=0.5)
         self._verifiers.shutdown(wait=True, cancel_futures=True)
         try:
-            self.replica.save_certificates()
+            if self.storage.failure is None:
+                with self.storage.writes():
+                    self.replica.save_certificates()
         finally:
             self.ledger.close()
 
@@ -176,7 +181,8 @@ class NodeRuntime:
         target = next((peer for peer, link in sorted(self._links.items()) if link.connected), None)
         if not self.replica.is_leader or target is None:
             return
-        self.replica.transfer_leadership(target)
+        with self.storage.writes():
+            self.replica.transfer_leadership(target)
         self.after_replica()
         deadline = time.monotonic() + HANDOVER_TIMEOUT_MS / 1000
         while self.replica.is_leader and time.monotonic() < deadline:
@@ -229,15 +235,46 @@ class NodeRuntime:
         re-requests at once, each answered with another 4 MiB it then had to discard."""
         interval = self.config.tick_ms / 1000
         next_tick = time.monotonic()
-        while True:
+        while self.storage.failure is None:
             next_tick = max(next_tick + interval, time.monotonic())
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            self.replica.tick()
+            with self.storage.writes():
+                self.replica.tick()
             self.after_replica()
             self._report_untimely()
 
+    def deliver(self, message) -> bool:
+        """A peer's message into the replica, then its output routed; False once the node's
+        storage failed (the message was not taken: the node no longer takes part)."""
+        if self.storage.failure is None:
+            with self.storage.writes():
+                self.replica.receive(message)
+        if self.storage.failure is not None:
+            return False
+        self.after_replica()
+        return True
+
+    def _on_storage_failure(self, cause: str) -> None:
+        """The storage-failed state begins (node.durability): nothing more goes to the replica
+        or out to the peers; pending submissions are answered UNAVAILABLE; health NOT_SERVING."""
+        error = SubmitError(grpc.StatusCode.UNAVAILABLE, cause, None)
+        pending, self._pending = self._pending, []
+        self._fail(pending, error)
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        self._waiters.clear()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        asyncio.get_running_loop().create_task(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+
     def after_replica(self) -> None:
-        """Routes what the replica produced: messages to peer links, applied blocks to waiters."""
+        """Routes what the replica produced: messages to peer links, applied blocks to waiters.
+        Nothing once the storage failed: a Ready whose write failed may have queued messages."""
+        if self.storage.failure is not None:
+            return
         out = self.replica.take()
         for message in out.messages:
             link = self._links.get(message.recipient)
@@ -315,6 +352,8 @@ class NodeRuntime:
     async def submit(self, raw: bytes) -> Outcome:
         """Admits, batches and waits for the block that records ``raw``. Raises SubmitError or
         ledger.tx.Rejected (static check)."""
+        if self.storage.failure is not None:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, self.storage.failure, self.leader_address())
         tx = self.replica.admit(raw)
         recorded = self.recorded(tx)
         if recorded is not None:
@@ -367,10 +406,11 @@ class NodeRuntime:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        while self._pending:
+        while self._pending and self.storage.failure is None:
             batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
             try:
-                self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
+                with self.storage.writes():      # a failed write fails the batch's waiters too
+                    self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
             except (NotLeader, ProposalDropped) as exc:
                 self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
                                               f"proposal not accepted ({exc}); retry", self.leader_address()))
@@ -463,9 +503,13 @@ def _unique(batch: list[Tx]) -> list[Tx]:
 
 
 async def run_node(config: NodeConfig, stop: asyncio.Event, rejoin: bool = False) -> None:
+    """Runs a node until ``stop``; raises StorageFailed if it stopped because a durable write
+    failed (node.durability), so that the process exits with its own code."""
     runtime = NodeRuntime(config, rejoin)
     await runtime.start()
     try:
-        await stop.wait()
+        await runtime.storage.wait_then_exit(stop)
     finally:
         await runtime.stop()
+    if runtime.storage.failure is not None:
+        raise StorageFailed(runtime.storage.failure)

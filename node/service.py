@@ -254,7 +254,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         role = replica.raft.role.value
         this = ledger_pb2.NodeStatus(node_id=replica.id, name=runtime.config.name, address=runtime.config.listen,
                                      role=role, term=replica.raft.term, applied_height=replica.height,
-                                     certified_height=replica.certified_height)
+                                     certified_height=replica.certified_height,
+                                     storage_failure=runtime.storage.failure or "")
         return ledger_pb2.ClusterStatus(chain_id=runtime.ledger.chain_id, leader_id=replica.leader or "",
                                         leader_address=runtime.leader_address() or "", nodes=[this],
                                         this_node_id=replica.id)
@@ -286,27 +287,38 @@ async def _refuse_malformed(context, request: MalformedRequest) -> None:
                  f"the request is not a valid {request.message_name} message: {request.reason}", Code.MALFORMED)
 
 
-def _guarded(behaviour, server_streaming: bool):
-    """``behaviour`` behind the MALFORMED refusal of a request that did not deserialise."""
+# Answered even when the node's storage failed: it reports the failure.
+ANSWERED_AFTER_STORAGE_FAILURE = frozenset({"GetStatus"})
+
+
+def _guarded(runtime: NodeRuntime, name: str, behaviour, server_streaming: bool):
+    """``behaviour`` behind the MALFORMED refusal of a request that did not deserialise, and
+    behind the UNAVAILABLE refusal of a node whose storage failed (node.durability)."""
+    async def refuse(request, context) -> None:
+        if isinstance(request, MalformedRequest):
+            await _refuse_malformed(context, request)
+        if runtime.storage.failure is not None and name not in ANSWERED_AFTER_STORAGE_FAILURE:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"{runtime.storage.failure}; ask another node",
+                         leader=runtime.leader_address())
+
     if server_streaming:
         async def streaming(request, context):
-            if isinstance(request, MalformedRequest):
-                await _refuse_malformed(context, request)
+            await refuse(request, context)
             async for item in behaviour(request, context):
                 yield item
         return streaming
 
     async def unary(request, context):
-        if isinstance(request, MalformedRequest):
-            await _refuse_malformed(context, request)
+        await refuse(request, context)
         return await behaviour(request, context)
     return unary
 
 
 def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:
     """Registers the Ledger service like the generated ``add_LedgerServicer_to_server``, with
-    one difference: request bytes that are not a valid protobuf message are refused with
-    INVALID_ARGUMENT and MALFORMED (trailing metadata as ``_abort`` sets it), not UNKNOWN.
+    two differences: request bytes that are not a valid protobuf message are refused with
+    INVALID_ARGUMENT and MALFORMED (trailing metadata as ``_abort`` sets it), not UNKNOWN; and
+    a node whose storage failed refuses all but GetStatus with UNAVAILABLE and the cause.
     Built from the service descriptor, so every method of proto/ledger.proto is covered."""
     descriptor = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
     handlers = {}
@@ -315,7 +327,8 @@ def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:
                                          getattr(ledger_pb2, method.output_type.name))
         assert not method.client_streaming, "the Ledger API has no client-streaming method"
         make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
-        handlers[method.name] = make(_guarded(getattr(service, method.name), method.server_streaming),
+        handlers[method.name] = make(_guarded(service.runtime, method.name, getattr(service, method.name),
+                                              method.server_streaming),
                                      request_deserializer=_lenient(request_class),
                                      response_serializer=response_class.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
@@ -378,8 +391,8 @@ class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
                     except Exception:      # only a speed-up: the replica checks everything itself
                         log.exception("verifying a catch-up response ahead failed; the replica checks it")
                     self.runtime.request_ahead(message)    # sent now, not after the install
-                replica.receive(message)
-                self.runtime.after_replica()
+                if not self.runtime.deliver(message):     # the storage failed (node.durability)
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, self.runtime.storage.failure)
         finally:
             await _stop_reading(reader, ahead)
         return consensus_pb2.ExchangeSummary(**counts)

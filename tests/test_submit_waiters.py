@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from ledger.codes import Code
 from ledger.ledger import Ledger
 from node.batch import VerifiedTxs
+from node.durability import StorageGuard
 from node.runtime import NodeRuntime
 from tests.consortium import GENESIS_TIME_MS, TestConsortium
 
@@ -45,6 +46,7 @@ def _runtime(tmp_path) -> tuple[NodeRuntime, TestConsortium]:
     runtime.replica = _Replica(consortium.chain_id)
     runtime._pending, runtime._waiters, runtime._proposed = [], {}, []
     runtime._flush_handle = None
+    runtime.storage = StorageGuard(lambda cause: None)
     runtime.after_replica = lambda: None
     return runtime, consortium
 
