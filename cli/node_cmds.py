@@ -114,7 +114,8 @@ def status(client_file: Path, as_json: bool) -> None:
                 node = view.nodes[0]
                 rows.append({"address": address, "name": node.name, "node_id": node.node_id, "role": node.role,
                              "term": node.term, "applied_height": node.applied_height,
-                             "certified_height": node.certified_height, "leader_id": view.leader_id})
+                             "certified_height": node.certified_height, "leader_id": view.leader_id,
+                             "storage_failure": node.storage_failure})
             except grpc.RpcError as error:
                 rows.append({"address": address, "role": "unreachable", "error": error.code().name})
     top = max((r.get("applied_height", 0) for r in rows), default=0)
@@ -130,6 +131,7 @@ def status(client_file: Path, as_json: bool) -> None:
             else:
                 echo(f"{printable(r['address']):<21} {printable(r['name']):<8} {printable(r['role']):<13} "
                      f"term {r['term']:<4} "
-                     f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}")
+                     f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}"
+                     + (f"  STORAGE FAILED: {printable(r['storage_failure'])}" if r["storage_failure"] else ""))
     if all(r["role"] == "unreachable" for r in rows):
         raise SystemExit(EXIT_UNAVAILABLE)

@@ -13,6 +13,7 @@ tmpfs that fills up (where this process may mount one; skipped with the reason o
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import subprocess
@@ -22,9 +23,11 @@ import time
 import grpc
 import lmdb
 import pytest
+from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cli.common import EXIT_STORAGE_FAILED
+from cli.main import main
 from ledger.store import Store
 from ledger.tx import Deposit, DepositKind, RegisterMember, make_tx
 from node.cluster import LocalCluster
@@ -140,6 +143,9 @@ def test_a_failed_durable_write_refuses_work_reports_why_exits_and_recovers_on_r
         assert status.applied_height == height
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == \
             health_pb2.HealthCheckResponse.NOT_SERVING
+        shown = CliRunner().invoke(main, ["status", "--client", str(single.layout.centres[0].config_file), "--json"],
+                                   env={"NANUM_CLIENT": None, "NANUM_CONFIG": None})
+        assert "Input/output error" in json.loads(shown.output)["nodes"][0]["storage_failure"], shown.output
         read = _refusal(lambda: stub.GetBalance(ledger_pb2.GetBalanceRequest(
             member_id=register.payload.member_id), timeout=5))
         assert read.code() == grpc.StatusCode.UNAVAILABLE and "storage failed" in read.details()
