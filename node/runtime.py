@@ -33,7 +33,7 @@ from ledger.verify import check_store
 from node.batch import precheck_blocks
 from node.codec import BlocksResponse
 from node.config import NodeConfig
-from node.durability import StorageFailed, StorageGuard
+from node.durability import STORAGE_ERRORS, StorageFailed, StorageGuard
 from node.peers import PeerLink
 from node.raft import NotLeader, ProposalDropped
 from node.raft_lmdb import LmdbRaftStorage
@@ -294,7 +294,7 @@ class NodeRuntime:
     def _log_catch_up(self) -> None:
         """Info lines for an operator watching a node catch up: its start, its progress every
         CATCH_UP_LOG_INTERVAL_MS, and its end."""
-        now, height, progress = time.monotonic(), self.ledger.height, None
+        now, height = time.monotonic(), self.ledger.height
         state = self._catch_up_log
         if state is not None and not self.replica.catching_up:
             log.info("caught up: height %d, %d blocks installed in %.1f s", height, height - state.start_height,
@@ -302,12 +302,12 @@ class NodeRuntime:
             self._catch_up_log = None
             return
         if state is None:
-            source, index, target = self.replica.catch_up_progress()
+            source, _, target = self.replica.catch_up_progress()
             log.info("catching up from %s: at height %d, installing certified blocks through consensus "
                      "index %d", self.node_name(source) or source[:12], height, target)
             self._catch_up_log = _CatchUpLog(now, height, now, height)
         elif now - state.logged >= CATCH_UP_LOG_INTERVAL_MS / 1000:
-            source, index, target = self.replica.catch_up_progress()
+            _, index, target = self.replica.catch_up_progress()
             log.info("catching up: height %d (+%d blocks in %.1f s), consensus index %d of %d", height,
                      height - state.logged_height, now - state.logged, index, target)
             state.logged, state.logged_height = now, height
@@ -409,11 +409,12 @@ class NodeRuntime:
         while self._pending and self.storage.failure is None:
             batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
             try:
-                with self.storage.writes():      # a failed write fails the batch's waiters too
-                    self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
+                self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
             except (NotLeader, ProposalDropped) as exc:
                 self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
                                               f"proposal not accepted ({exc}); retry", self.leader_address()))
+            except STORAGE_ERRORS as exc:       # fails every waiter, this batch's too
+                self.storage.fail(exc)
             self.after_replica()
 
     def _fail(self, batch: list[Tx], error: SubmitError) -> None:
