@@ -41,7 +41,7 @@ def _runtime(tmp_path) -> tuple[NodeRuntime, TestConsortium]:
     consortium = TestConsortium()
     runtime = NodeRuntime.__new__(NodeRuntime)
     runtime.config = SimpleNamespace(max_pending_submissions=100, max_batch_txs=100, max_batch_wait_ms=5,
-                                     submit_timeout_ms=5_000)
+                                     submit_timeout_ms=5_000, clock_offset_ms=0)
     runtime.ledger = Ledger.create(tmp_path / "store", consortium.genesis_raw)
     runtime.replica = _Replica(consortium.chain_id)
     runtime._pending, runtime._waiters, runtime._proposed = [], {}, []
