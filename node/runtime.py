@@ -265,6 +265,9 @@ class NodeRuntime:
                 if not waiter.done():
                     waiter.set_exception(error)
         self._waiters.clear()
+        for read in self._reads.values():
+            if not read.done():
+                read.set_exception(error)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -445,6 +448,9 @@ class NodeRuntime:
         except (NotLeader, ProposalDropped) as exc:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE, f"cannot confirm a linearizable read here ({exc})",
                               self.leader_address()) from None
+        except STORAGE_ERRORS as exc:                # read_index persists what its Ready holds
+            self.storage.fail(exc)
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, self.storage.failure, None) from None
         except asyncio.TimeoutError:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE,
                               "could not confirm with a majority that this node still leads; retry",

@@ -77,7 +77,6 @@ def test_ticks_missed_while_the_loop_was_busy_are_dropped_not_fired_back_to_back
     runtime.after_replica = lambda: None
     runtime._report_untimely = lambda: None
     runtime.storage = StorageGuard(lambda cause: None)
-    runtime._report_untimely = lambda: None          # (the stand-in replica counts no batch times)
 
     async def scenario() -> None:
         task = asyncio.get_running_loop().create_task(runtime._tick_loop())

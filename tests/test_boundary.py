@@ -262,7 +262,8 @@ def test_two_transactions_with_one_id_at_once_get_one_ok_and_one_exists_with_dif
     with ThreadPoolExecutor(2) as pool:
         for _ in range(SAME_ID_ROUNDS):
             tx_id = os.urandom(16)
-            pair = [make_tx(centre, cluster.chain_id, tx_id, RegisterMember(os.urandom(32))) for _ in range(2)]
+            pair = [make_tx(centre, cluster.chain_id, tx_id, RegisterMember(SigningKey.generate().public_key))
+                    for _ in range(2)]
             answers = list(pool.map(submit, pair))
             assert sorted(a[0] == "ok" for a in answers) == [False, True], answers
             refused = next(a for a in answers if a[0] != "ok")

@@ -217,7 +217,7 @@ def test_a_wiped_node_rejoins_under_load_and_reaches_the_leaders_height(cluster)
     from node.replica import COMPACTION_STEP_ENTRIES, LOG_RETENTION_ENTRIES
     assert WIPED_BEHIND_BLOCKS > 2 * (LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES)
     chain_id = cluster.chain_id
-    member = make_tx(cluster.key("centre"), chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    member = make_tx(cluster.key("centre"), chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     with cluster.client("centre") as client:
         client.submit(member.raw)
     stop, lock = threading.Event(), threading.Lock()
@@ -233,7 +233,8 @@ def test_a_wiped_node_rejoins_under_load_and_reaches_the_leaders_height(cluster)
         data = cluster.layout.nodes[victim].folder / "data"
         data.rename(data.with_name("data.lost"))
         deadline = time.monotonic() + LOAD_TIMEOUT_S
-        while (_status_of(cluster, leader) or _status_of(cluster, cluster.leader())).applied_height < WIPED_BEHIND_BLOCKS:
+        while (_status_of(cluster, leader) or _status_of(cluster, cluster.leader())).applied_height \
+                < WIPED_BEHIND_BLOCKS:
             assert time.monotonic() < deadline, "the load made too few blocks in time"
             time.sleep(0.2)
         cluster.start(victim, rejoin=True)

@@ -436,7 +436,8 @@ def test_a_wiped_node_catches_up_under_load_while_the_leader_compacts_on(monkeyp
         leader = cluster.leader()
         if tick % 3 == 0:                           # the load: a block every third tick
             # (batch times stay within MAX_BLOCK_TIME_SKEW_MS of the nodes' clock, GENESIS_TIME_MS)
-            leader.replica.propose([leader.replica.admit(c.deposit(member, 1).raw)], GENESIS_TIME_MS + 1_000 + tick // 3)
+            deposit = leader.replica.admit(c.deposit(member, 1).raw)
+            leader.replica.propose([deposit], GENESIS_TIME_MS + 1_000 + tick // 3)
             deposits += 1
         if slow:
             victim.replica.receive(slow.pop(0))     # one install per tick

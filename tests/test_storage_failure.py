@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cli.common import EXIT_STORAGE_FAILED
 from cli.main import main
+from ledger.keys import SigningKey
 from ledger.store import Store
 from ledger.tx import Deposit, DepositKind, RegisterMember, make_tx
 from node.cluster import LocalCluster
@@ -116,7 +117,7 @@ def test_a_failed_durable_write_refuses_work_reports_why_exits_and_recovers_on_r
         return write(self, work)
     monkeypatch.setattr(Store, "_write", failing_write)
     centre, chain_id = single.key("centre"), single.chain_id
-    register = make_tx(centre, chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+    register = make_tx(centre, chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
     deposit = make_tx(centre, chain_id, os.urandom(16),
                       Deposit(register.payload.member_id, 5, DepositKind.OTHER, 0, "after the disk filled", 0))
     caplog.set_level(logging.INFO)
@@ -228,7 +229,8 @@ def _batch_writer(cluster, member_id, stop) -> None:
 def test_a_node_on_a_full_tmpfs_says_why_exits_and_catches_up_once_there_is_room(small_disk_cluster):
     cluster, data = small_disk_cluster
     with cluster.client("centre") as client:
-        register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+        register = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
+                           RegisterMember(SigningKey.generate().public_key))
         client.submit(register.raw)
     stop = threading.Event()
     writers = [threading.Thread(target=_batch_writer, args=(cluster, register.payload.member_id, stop))
@@ -239,7 +241,8 @@ def test_a_node_on_a_full_tmpfs_says_why_exits_and_catches_up_once_there_is_room
     try:
         deadline, failure = time.monotonic() + FILL_TIMEOUT_S, ""
         while not failure:
-            assert time.monotonic() < deadline, "no storage failure reported in time (a frozen node, or the tmpfs never filled: see node.log)"
+            assert time.monotonic() < deadline, \
+                "no storage failure reported in time (a frozen node, or the tmpfs never filled: see node.log)"
             assert cluster.processes[2].poll() is None, "the node exited before it said why"
             status = cluster.statuses().get(2)
             failure = status.storage_failure if status is not None else ""
@@ -247,7 +250,8 @@ def test_a_node_on_a_full_tmpfs_says_why_exits_and_catches_up_once_there_is_room
         channel, stub, health = _stubs(cluster, victim.address)
         assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status == \
             health_pb2.HealthCheckResponse.NOT_SERVING
-        probe = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(os.urandom(32)))
+        probe = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
+                        RegisterMember(SigningKey.generate().public_key))
         refused = _refusal(lambda: stub.Submit(ledger_pb2.SubmitRequest(tx=probe.raw), timeout=5))
         assert refused.code() == grpc.StatusCode.UNAVAILABLE and "storage failed" in refused.details()
         channel.close()
@@ -263,7 +267,7 @@ def test_a_node_on_a_full_tmpfs_says_why_exits_and_catches_up_once_there_is_room
     # The others kept going; with room again, the node restarts from its store and catches up.
     with cluster.client("centre") as client:
         client.submit(make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
-                              RegisterMember(os.urandom(32))).raw)
+                              RegisterMember(SigningKey.generate().public_key)).raw)
     subprocess.run(["mount", "-o", "remount,size=256m", str(data)], check=True, timeout=10)
     cluster.start(2)
     target = max(s.applied_height for i, s in cluster.statuses().items() if i != 2)
