@@ -170,8 +170,10 @@ class Ledger:
             return Overlay(r).member(member_id)
 
     def parties(self, tx: Tx) -> set[bytes]:
-        """Every id whose history shows ``tx`` (its author and the member it touches). Asked at
-        the head: the redemption and deposit records a refund or reversal names never go away."""
+        """Every id ``tx`` concerns (its author and the member it names or touches), whatever its
+        result: who may read it (node.read_access). Its history index lists a refused ``tx``
+        under its author only (block.parties_of). Asked at the head: the redemption and deposit
+        records a refund or reversal names never go away."""
         with self.store.reader() as r:
             return parties_of(tx, Overlay(r))
 
