@@ -79,6 +79,8 @@ def refusal_before_signatures(tx: Tx, state: Overlay) -> tuple[Code, str] | None
 
 
 def _governance_refusal(tx: Tx, state: Overlay) -> tuple[Code, str] | None:
+    if not _active(state, tx.author_id, Role.ADMIN):      # the first signer: one read, no scan
+        return Code.NOT_AUTHORISED, f"the author {tx.author_id.hex()} is no active admin"
     signers = tx.signers()            # distinct: the decoder refuses a repeated key
     admins = {party_id for party_id, _ in state.active_parties(Role.ADMIN)}
     if len(signers) > len(admins):

@@ -13,8 +13,11 @@ node do is bounded by what that caller is allowed (docs/ARCHITECTURE.md, "Admiss
     5. the rules' first checks against the current state
        (``ledger.rules.refusal_before_signatures``): a transaction no active party of the right
        role wrote, or a deposit for no member, is refused here and never recorded;
-    6. the caller's budget in signatures: per call (``max_batch_signatures``) and per TLS
-       identity (a token bucket, ``CallerBudget``); past it the call is ``Throttled``;
+    6. the caller's budget: per call at most ``max_batch_signatures`` signature checks, and per
+       TLS identity a token bucket (``CallerBudget``) in units of work: one per transaction of
+       the call (taken before step 1: hashing, decoding and answering it cost about a quarter of
+       a signature check, and a flood of refusals must be bounded too) and one per signature
+       check (taken here); past either, the call is ``Throttled``;
     7. the signatures, in the runtime's worker threads (libsodium releases the GIL), each
        distinct transaction once even when several calls send it at the same time; every
        verdict is remembered, a failure as well as a pass.
@@ -51,10 +54,10 @@ THROTTLE_WARNING_INTERVAL_S = 10.0   # at most one warning per caller per interv
 class Refused(Exception):
     """Refused at admission from this node's current state; nothing was recorded."""
 
-    def __init__(self, code: Code, detail: str) -> None:
+    def __init__(self, code: Code, detail: str, tx_id: bytes) -> None:
         super().__init__(f"{code.name} ({int(code)}): {detail}; refused at admission from this node's "
                          "current state, not recorded")
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.tx_id = code, detail, tx_id
 
 
 class Throttled(Exception):
@@ -104,8 +107,8 @@ class Verdicts:
 
 
 class CallerBudget:
-    """A token bucket of signature checks per caller: ``rate`` a second, at most ``burst``
-    saved up. ``clock`` is monotonic seconds."""
+    """A token bucket of admission work per caller (units: a transaction answered, a signature
+    checked): ``rate`` a second, at most ``burst`` saved up. ``clock`` is monotonic seconds."""
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
                  max_callers: int = MAX_TRACKED_CALLERS) -> None:
@@ -191,30 +194,43 @@ class Admission:
         """A verdict for each of ``raws`` (one call's transactions), in order. ``before_work``
         runs once before any state check or signature, if any is needed (it may raise, for
         the whole call). Raises Throttled for a call over its budget, charging nothing."""
-        screened: list[Verdict | _Screened] = [self._screen(raw) for raw in raws]
-        if not any(isinstance(item, _Screened) for item in screened):
-            return screened
+        self._charge(caller, len(raws))            # answering any transaction costs a unit
+        keys = [hashlib.sha256(raw).digest() for raw in raws]
+        distinct: dict[bytes, Verdict | _Screened] = {}       # copies in one call are judged once
+        for key, raw in zip(keys, raws):
+            if key not in distinct:
+                distinct[key] = self._screen(key, raw)
+        if not any(isinstance(item, _Screened) for item in distinct.values()):
+            return [distinct[key] for key in keys]
         before_work()
         with self._ledger.store.reader() as reader:
             state = Overlay(reader)
-            for position, item in enumerate(screened):
+            for key, item in distinct.items():
                 if isinstance(item, _Screened) and item.record is None:
                     refusal = refusal_before_signatures(item.tx, state)
                     if refusal is not None:
-                        screened[position] = Refused(*refusal)
+                        distinct[key] = Refused(*refusal, item.tx.tx_id)
+        screened = list(distinct.values())
         work = {item.key: item.tx for item in screened
                 if isinstance(item, _Screened) and not item.verified and item.key not in self._in_flight}
-        self._charge(caller, sum(signature_count(tx) for tx in work.values()))
+        signatures = sum(signature_count(tx) for tx in work.values())
+        if signatures > self.max_batch_signatures:
+            self._throttle(caller, f"this call needs {signatures} signature checks; a call may need at most "
+                                   f"{self.max_batch_signatures} (max_batch_signatures): send fewer "
+                                   "transactions per call")
+        self._charge(caller, signatures)
         for key, tx in work.items():
             self._start(key, tx)
         waits = {item.key: self._in_flight[item.key] for item in screened
                  if isinstance(item, _Screened) and not item.verified}
         outcomes = dict(zip(waits, await asyncio.gather(*(asyncio.shield(f) for f in waits.values()))))
-        return [self._decide(item, outcomes) if isinstance(item, _Screened) else item for item in screened]
+        decided = {key: self._decide(item, outcomes) if isinstance(item, _Screened) else item
+                   for key, item in distinct.items()}
+        return [decided[key] for key in keys]
 
-    def _screen(self, raw: bytes) -> Verdict | _Screened:
-        """Steps 1-3: everything decided without the state's rules or a signature."""
-        key = hashlib.sha256(raw).digest()
+    def _screen(self, key: bytes, raw: bytes) -> Verdict | _Screened:
+        """Steps 1-3 for ``raw`` (``key`` = its SHA-256): everything decided without the state's
+        rules or a signature."""
         known = self.verdicts.get(key)
         if isinstance(known, Rejection):
             return Rejected(known)
@@ -244,18 +260,16 @@ class Admission:
         return _Screened(key, tx, verified, record)      # same body, other signatures: check them
 
     def _charge(self, caller: str, cost: int) -> None:
+        """Takes ``cost`` units of the caller's budget, or raises Throttled having taken none."""
         if cost == 0:
             return
-        if cost > self.max_batch_signatures:
-            self._throttle(caller, f"this call needs {cost} signature checks; a call may need at most "
-                                   f"{self.max_batch_signatures} (max_batch_signatures): send fewer "
-                                   "transactions per call")
         wait_s = self.budget.take(caller, cost)
         if wait_s > 0:
-            self._throttle(caller, f"caller {caller} is over its budget of signature checks "
-                                   f"({self.budget.rate}/s, bursts of {self.budget.burst}: "
-                                   "max_signatures_per_second_per_caller, max_signature_burst_per_caller); "
-                                   f"this call needs {cost}; retry in {max(1, round(wait_s * 1000))} ms")
+            self._throttle(caller, f"caller {caller} is over its budget of admission work "
+                                   f"({self.budget.rate} units/s, bursts of {self.budget.burst}: "
+                                   "max_signatures_per_second_per_caller, max_signature_burst_per_caller; "
+                                   "a transaction costs 1, and 1 more per signature checked); "
+                                   f"this needs {cost}; retry in {max(1, round(wait_s * 1000))} ms")
 
     def _throttle(self, caller: str, message: str) -> None:
         self.throttles.note(caller, message)

@@ -99,8 +99,9 @@ class NodeConfig:
     max_pending_submissions: int = 10_000
     max_message_bytes: int = 8 * 1024 * 1024
     submit_timeout_ms: int = 10_000
-    # Admission budgets in signature checks (node/admission.py; RESOURCE_EXHAUSTED beyond): per
-    # call, and per caller's TLS identity as a token bucket (a rate and the most saved up).
+    # Admission budgets (node/admission.py; RESOURCE_EXHAUSTED beyond): signature checks per
+    # call, and per caller's TLS identity a token bucket (a rate and the most saved up) of units:
+    # one per signature check and one per transaction submitted.
     max_batch_signatures: int = 2_048
     max_signatures_per_second_per_caller: int = 4_000
     max_signature_burst_per_caller: int = 8_192

@@ -29,7 +29,7 @@ from ledger.encoding import decode, encode
 from ledger.limits import MAX_TX_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.ledger import MAX_HISTORY_PAGE
 from ledger.read_grant import GrantError, ReadGrant, check_grant
-from ledger.tx import Rejected
+from ledger.tx import Rejected, Tx
 from node.codec import BlocksResponse, CodecError, decode_message
 from node.pki import PkiError, identity_from_pem
 from node.read_access import (
@@ -68,6 +68,23 @@ def _response(tx_id: bytes, outcome: Outcome) -> ledger_pb2.SubmitResponse:
     return ledger_pb2.SubmitResponse(tx_id=tx_id, code=int(outcome.code), code_name=outcome.code.name,
                                      message=outcome.code.message, height=outcome.height,
                                      leaf_index=outcome.leaf_index, duplicate=outcome.duplicate)
+
+
+def _answer(raw: bytes, verdict) -> ledger_pb2.SubmitResponse | Tx:
+    """A batch result from an admission verdict (None: over MAX_TX_BYTES), or the admitted Tx
+    that still has to wait for its block."""
+    if verdict is None:
+        return ledger_pb2.SubmitResponse(code=int(Code.MALFORMED), code_name="MALFORMED",
+                                         message=f"a transaction has at most {MAX_TX_BYTES} bytes")
+    if isinstance(verdict, Rejected):
+        code = verdict.rejection.code
+        return ledger_pb2.SubmitResponse(code=int(code), code_name=code.name, message=str(verdict.rejection))
+    if isinstance(verdict, Refused):             # not recorded: no height, no leaf
+        return ledger_pb2.SubmitResponse(tx_id=verdict.tx_id, code=int(verdict.code),
+                                         code_name=verdict.code.name, message=str(verdict))
+    if isinstance(verdict, Outcome):
+        return _response(decode(raw)[3], verdict)
+    return verdict
 
 
 def _wall_clock_ms() -> int:
@@ -110,26 +127,20 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
                                                      _caller(context)))
         except SubmitError as exc:
             await _abort(context, exc.status, str(exc), leader=exc.leader)
-        results = await asyncio.gather(*(self._one(raw, next(verdicts) if len(raw) <= MAX_TX_BYTES else None)
-                                         for raw in request.txs), return_exceptions=True)
-        for result in results:
+        results = [_answer(raw, next(verdicts) if len(raw) <= MAX_TX_BYTES else None) for raw in request.txs]
+        queued = [i for i, result in enumerate(results) if isinstance(result, Tx)]
+        waited = await asyncio.gather(*(self._wait(results[i]) for i in queued), return_exceptions=True)
+        for i, result in zip(queued, waited):
             if isinstance(result, SubmitError):
                 await _abort(context, result.status, str(result), leader=result.leader)
+            if isinstance(result, BaseException):
+                raise result
+            results[i] = result
         return ledger_pb2.SubmitBatchResponse(results=results)
 
-    async def _one(self, raw: bytes, verdict) -> ledger_pb2.SubmitResponse:
-        """One result of a batch from its admission verdict (None: over MAX_TX_BYTES)."""
-        if verdict is None:
-            return ledger_pb2.SubmitResponse(code=int(Code.MALFORMED), code_name="MALFORMED",
-                                             message=f"a transaction has at most {MAX_TX_BYTES} bytes")
-        if isinstance(verdict, Rejected):
-            code = verdict.rejection.code
-            return ledger_pb2.SubmitResponse(code=int(code), code_name=code.name, message=str(verdict.rejection))
-        if isinstance(verdict, Refused):         # not recorded: no height, no leaf
-            return ledger_pb2.SubmitResponse(tx_id=decode(raw)[3], code=int(verdict.code),
-                                             code_name=verdict.code.name, message=str(verdict))
-        outcome = verdict if isinstance(verdict, Outcome) else await self.runtime.enqueue(verdict)
-        return _response(decode(raw)[3], outcome)
+    async def _wait(self, tx: Tx) -> ledger_pb2.SubmitResponse:
+        return _response(tx.tx_id, await self.runtime.enqueue(tx))
+
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -255,7 +255,7 @@ def _status_details(call) -> tuple[grpc.StatusCode, str]:
 
 def test_a_caller_past_its_signature_rate_is_answered_resource_exhausted(tmp_path):
     node = OneNode(tmp_path / "c", max_signatures_per_second_per_caller=1,
-                   max_signature_burst_per_caller=8, max_batch_signatures=8)
+                   max_signature_burst_per_caller=16, max_batch_signatures=8)
     members = [SigningKey.generate() for _ in range(8)]
 
     async def scenario(runtime):
@@ -264,7 +264,7 @@ def test_a_caller_past_its_signature_rate_is_answered_resource_exhausted(tmp_pat
             stub = client.stub(node.config.listen)
             first = await loop.run_in_executor(None, lambda: stub.SubmitBatch(
                 ledger_pb2.SubmitBatchRequest(txs=[_register(node, m).raw for m in members]), timeout=5))
-            assert [r.code for r in first.results] == [Code.OK] * 8
+            assert [r.code for r in first.results] == [Code.OK] * 8      # 8 units + 8 signatures
             height = runtime.ledger.height
             more = [_deposit(node, m.party_id).raw for m in members[:4]]
             status, details = await loop.run_in_executor(None, _status_details, lambda: stub.SubmitBatch(
@@ -370,3 +370,14 @@ def test_a_burst_smaller_than_a_calls_budget_is_a_config_error(tmp_path):
     from node.config import ConfigError
     with pytest.raises(ConfigError, match="max_signature_burst_per_caller.*at least max_batch_signatures"):
         OneNode(tmp_path / "c", max_batch_signatures=100, max_signature_burst_per_caller=99)
+
+
+def test_one_transaction_sent_by_several_calls_at_once_is_verified_once(tmp_path, verifications):
+    node = OneNode(tmp_path / "c", verifications)
+    register = _register(node, SigningKey.generate())
+
+    async def scenario(runtime):
+        outcomes = await asyncio.gather(*(runtime.submit(register.raw, caller=f"centre/{i}") for i in range(4)))
+        assert {o.code for o in outcomes} == {Code.OK} and len({o.height for o in outcomes}) == 1
+        assert len(verifications) == 1
+    node.run(scenario)
