@@ -381,3 +381,11 @@ def test_one_transaction_sent_by_several_calls_at_once_is_verified_once(tmp_path
         assert {o.code for o in outcomes} == {Code.OK} and len({o.height for o in outcomes}) == 1
         assert len(verifications) == 1
     node.run(scenario)
+
+
+def test_the_cli_says_an_admission_refusal_was_not_recorded():
+    from cli.session import refusal_line
+    line = refusal_line(Code.NOT_AUTHORISED, bytes(16), None)
+    assert "NOT_AUTHORISED (4)" in line and "not recorded" in line, line
+    assert "recorded at height 7" in refusal_line(Code.NOT_AUTHORISED, bytes(16), 7)
+    assert "not recorded" not in refusal_line(Code.BAD_SIGNATURE, bytes(16), None)
