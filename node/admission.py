@@ -193,16 +193,24 @@ class Admission:
     async def admit(self, raws: Sequence[bytes], caller: str, before_work: Callable[[], None]) -> list[Verdict]:
         """A verdict for each of ``raws`` (one call's transactions), in order. ``before_work``
         runs once before any state check or signature, if any is needed (it may raise, for
-        the whole call). Raises Throttled for a call over its budget, charging nothing."""
+        the whole call). Raises Throttled for a call over a budget; no signature is then
+        checked (the unit per transaction, taken first, stays taken)."""
         self._charge(caller, len(raws))            # answering any transaction costs a unit
         keys = [hashlib.sha256(raw).digest() for raw in raws]
         distinct: dict[bytes, Verdict | _Screened] = {}       # copies in one call are judged once
         for key, raw in zip(keys, raws):
             if key not in distinct:
                 distinct[key] = self._screen(key, raw)
-        if not any(isinstance(item, _Screened) for item in distinct.values()):
-            return [distinct[key] for key in keys]
-        before_work()
+        if any(isinstance(item, _Screened) for item in distinct.values()):
+            before_work()
+            self._refuse_from_state(distinct)
+            outcomes = await self._verify([item for item in distinct.values() if isinstance(item, _Screened)], caller)
+            distinct = {key: self._decide(item, outcomes) if isinstance(item, _Screened) else item
+                        for key, item in distinct.items()}
+        return [distinct[key] for key in keys]
+
+    def _refuse_from_state(self, distinct: dict[bytes, "Verdict | _Screened"]) -> None:
+        """Step 5, in place: what the current state refuses becomes a Refused."""
         with self._ledger.store.reader() as reader:
             state = Overlay(reader)
             for key, item in distinct.items():
@@ -210,9 +218,11 @@ class Admission:
                     refusal = refusal_before_signatures(item.tx, state)
                     if refusal is not None:
                         distinct[key] = Refused(*refusal, item.tx.tx_id)
-        screened = list(distinct.values())
-        work = {item.key: item.tx for item in screened
-                if isinstance(item, _Screened) and not item.verified and item.key not in self._in_flight}
+
+    async def _verify(self, screened: list[_Screened], caller: str) -> dict[bytes, Rejection | None]:
+        """Steps 6 and 7: charges the signature checks not yet made or under way, starts them,
+        and waits for every one these transactions need; key -> Rejection or None (passed)."""
+        work = {item.key: item.tx for item in screened if not item.verified and item.key not in self._in_flight}
         signatures = sum(signature_count(tx) for tx in work.values())
         if signatures > self.max_batch_signatures:
             self._throttle(caller, f"this call needs {signatures} signature checks; a call may need at most "
@@ -221,12 +231,8 @@ class Admission:
         self._charge(caller, signatures)
         for key, tx in work.items():
             self._start(key, tx)
-        waits = {item.key: self._in_flight[item.key] for item in screened
-                 if isinstance(item, _Screened) and not item.verified}
-        outcomes = dict(zip(waits, await asyncio.gather(*(asyncio.shield(f) for f in waits.values()))))
-        decided = {key: self._decide(item, outcomes) if isinstance(item, _Screened) else item
-                   for key, item in distinct.items()}
-        return [decided[key] for key in keys]
+        waits = {item.key: self._in_flight[item.key] for item in screened if not item.verified}
+        return dict(zip(waits, await asyncio.gather(*(asyncio.shield(f) for f in waits.values()))))
 
     def _screen(self, key: bytes, raw: bytes) -> Verdict | _Screened:
         """Steps 1-3 for ``raw`` (``key`` = its SHA-256): everything decided without the state's
