@@ -245,12 +245,20 @@ def audit_verify(export_file: Path | None, client_file: Path | None, genesis_fil
         raise SystemExit(EXIT_VERIFY_FAILED)
 
 
-def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> tuple[Report, str]:
+@contextmanager
+def _export_file(path: Path) -> Iterator:
+    """The export file at ``path`` open for reading; UserError (exit 3) if it cannot be read at all,
+    which is not a verdict about a chain."""
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
+        yield handle
+
+
+def _verify_export(path: Path, anchor: Anchor, workers: int, as_json: bool) -> tuple[Report, str]:
+    with _export_file(path) as handle:
         try:
             reader = ExportReader(handle)
         except ExportError as exc:     # damaged from its first byte: a located problem like any other
@@ -490,11 +498,7 @@ def audit_keys(client_file: Path | None, genesis_file: Path | None, export_file:
 
 def _nodes_after_export(path: Path, anchor: Anchor) -> tuple[list[tuple[bytes, str]], int]:
     """The node set after the last block of a verified export; VerifyFailed if it does not verify."""
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
+    with _export_file(path) as handle:
         try:
             reader = ExportReader(handle)
         except ExportError as exc:

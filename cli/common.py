@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 EXIT_INPUT = 3
 EXIT_UNAVAILABLE = 4
 EXIT_VERIFY_FAILED = 5
+EXIT_STORAGE_FAILED = 6      # `node run`: a durable write failed (node.durability); restart it
 
 
 class UserError(click.ClickException):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import EXIT_UNAVAILABLE, UserError, client_from, json_option
+from cli.common import EXIT_STORAGE_FAILED, EXIT_UNAVAILABLE, UserError, client_from, json_option
 from cli.lazy import LazyGroup
 from cli.text import echo, printable
 from ledger.keys import KeyFileError
@@ -81,8 +81,11 @@ def node_run(config_file: Path, listen: str | None, data_dir: Path | None, log_l
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from node.durability import StorageFailed
     try:
         asyncio.run(_serve(config, run_node, rejoin))
+    except StorageFailed as exc:
+        raise UserError(f"the node stopped: {exc}", EXIT_STORAGE_FAILED) from None
     except (RuntimeError, StoreError, KeyFileError, OSError) as exc:
         raise UserError(f"the node cannot start: {exc}", EXIT_UNAVAILABLE) from None
 
@@ -111,7 +114,8 @@ def status(client_file: Path, as_json: bool) -> None:
                 node = view.nodes[0]
                 rows.append({"address": address, "name": node.name, "node_id": node.node_id, "role": node.role,
                              "term": node.term, "applied_height": node.applied_height,
-                             "certified_height": node.certified_height, "leader_id": view.leader_id})
+                             "certified_height": node.certified_height, "leader_id": view.leader_id,
+                             "storage_failure": node.storage_failure})
             except grpc.RpcError as error:
                 rows.append({"address": address, "role": "unreachable", "error": error.code().name})
     top = max((r.get("applied_height", 0) for r in rows), default=0)
@@ -127,6 +131,7 @@ def status(client_file: Path, as_json: bool) -> None:
             else:
                 echo(f"{printable(r['address']):<21} {printable(r['name']):<8} {printable(r['role']):<13} "
                      f"term {r['term']:<4} "
-                     f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}")
+                     f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}"
+                     + (f"  STORAGE FAILED: {printable(r['storage_failure'])}" if r["storage_failure"] else ""))
     if all(r["role"] == "unreachable" for r in rows):
         raise SystemExit(EXIT_UNAVAILABLE)

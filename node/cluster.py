@@ -74,14 +74,17 @@ class LocalCluster:
     def chain_id(self) -> bytes:
         return bytes.fromhex(self.layout.chain_id)
 
-    def start(self, index: int | None = None) -> None:
+    def start(self, index: int | None = None, rejoin: bool = False) -> None:
+        """Starts nodes (all, or ``index``); ``rejoin``: with ``node run --rejoin`` (a node that
+        lost its data)."""
         for i in ([index] if index is not None else range(self.nodes)):
             node = self.layout.nodes[i]
             log = open(node.folder / "node.log", "ab")
             env = dict(os.environ, **self.extra_env, **self.node_env.get(i, {}))
             self.processes[i] = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", "node", "run", "--config", str(node.config_file),
-                 "--log-level", "info"], stdout=log, stderr=subprocess.STDOUT, env=env)
+                 "--log-level", "info"] + (["--rejoin"] if rejoin else []),
+                stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
         self.wait_serving(index)
 

@@ -254,6 +254,13 @@ class Replica:
     def catching_up(self) -> bool:
         return self._catch_up is not None
 
+    def catch_up_progress(self) -> tuple[str, int, int] | None:
+        """While catching up: (the node served from, the consensus index of the last block
+        installed, the index the catch-up must reach); else None. Reads the store."""
+        if self._catch_up is None:
+            return None
+        return self._catch_up.leader, self._meta_pair(META_APPLIED)[0], self._catch_up.index
+
     # --- the Ready contract ------------------------------------------------------------------
 
     def _drain(self) -> None:
@@ -491,11 +498,20 @@ class Replica:
 
     def _compact(self) -> None:
         """Drops consensus entries that produced certified blocks, keeping a tail. Only blocks
-        whose certificates are stored count: a staged one may be lost in a crash."""
+        whose certificates are stored count: a staged one may be lost in a crash.
+
+        Only entries the log holds and this node applied from it may go (the storage contract).
+        Blocks installed by catch-up come from beyond the log's end until the catch-up restores
+        the log past them, so a node catching up, or one whose certified blocks lie beyond its
+        log, compacts nothing: a compaction point computed from them once raised
+        ``IndexError: compact at N beyond last index M`` on every Ready, and a wiped node never
+        caught up (issue 16, defect 3)."""
         certified = self._stored_certified
-        if certified == 0:
+        if certified == 0 or self._catch_up is not None:
             return
         certified_index = self._meta_pair(META_RAFT_AT + u64(certified))[0]
+        if certified_index > self.storage.last_index():
+            return
         first = self.storage.first_index()
         by_bytes = self._over_byte_budget(first, certified_index)
         index = max(certified_index - LOG_RETENTION_ENTRIES, by_bytes or 0)

@@ -36,11 +36,12 @@ from node.admission import Admission, Answered, Throttled
 from node.batch import precheck_blocks
 from node.codec import BlocksResponse
 from node.config import NodeConfig
+from node.durability import STORAGE_ERRORS, StorageFailed, StorageGuard
 from node.peers import PeerLink
 from node.raft import NotLeader, ProposalDropped
 from node.raft_lmdb import LmdbRaftStorage
 from node.replica import Replica, ReplicaOptions
-from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
+from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2
 
 log = logging.getLogger("nanum.node")
 
@@ -55,6 +56,8 @@ HANDOVER_TIMEOUT_MS = 2_000
 # A confirmed linearizable read waits for the node to apply through its read index (usually at
 # once: the leader committed it) by polling this often: the entry may be a no-op with no block.
 READ_APPLY_POLL_MS = 2
+# While catching up, progress is logged at info at most this often (and at its start and end).
+CATCH_UP_LOG_INTERVAL_MS = 5_000
 # Threads that verify a catch-up response's signatures before the replica installs it, and the
 # signatures of submissions at admission (Ed25519 verification in libsodium, through cffi,
 # releases the GIL: one thread per core).
@@ -111,6 +114,9 @@ class NodeRuntime:
         self.addresses = {peer.node_id: peer.address for peer in config.peers}
         self.addresses[self.replica.id] = config.listen
         self._pending: list[Tx] = []
+        # Waiters are keyed by the exact transaction bytes, never by id alone: two different
+        # transactions with one id may be in flight at once, and each must be answered with
+        # the result its own bytes got (the loser's is EXISTS_WITH_DIFFERENT_FIELDS).
         self._waiters: dict[bytes, list[asyncio.Future]] = {}
         self._reads: dict[int, asyncio.Future] = {}     # read_index context -> its read index
         self._next_read = 0
@@ -125,6 +131,8 @@ class NodeRuntime:
                                    max_signature_burst_per_caller=config.max_signature_burst_per_caller)
         self._server: grpc.aio.Server | None = None
         self._ticker: asyncio.Task | None = None
+        self._catch_up_log: _CatchUpLog | None = None
+        self.storage = StorageGuard(self._on_storage_failure)     # see node.durability
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -133,12 +141,12 @@ class NodeRuntime:
         credentials = self._server_credentials()
         options = [("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.max_send_message_length", self.config.max_message_bytes)]
-        from node.service import ConsensusService, LedgerService   # service depends on runtime
+        from node.service import ConsensusService, LedgerService, add_ledger_service   # service depends on runtime
 
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
         self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
-        ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerService(self, now_ms=self.clock_ms), self._server)
+        add_ledger_service(LedgerService(self, now_ms=self.clock_ms), self._server)   # malformed -> MALFORMED
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         names = (ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
@@ -164,7 +172,8 @@ class NodeRuntime:
         """Stops serving. A leader first hands leadership to a connected peer (a centre taking
         its node down for maintenance should not make the others wait for an election)."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self._hand_over_leadership()
+        if self.storage.failure is None:
+            await self._hand_over_leadership()
         if self._ticker is not None:
             self._ticker.cancel()
         for link in self._links.values():
@@ -173,7 +182,9 @@ class NodeRuntime:
             await self._server.stop(grace=0.5)
         self._verifiers.shutdown(wait=True, cancel_futures=True)
         try:
-            self.replica.save_certificates()
+            if self.storage.failure is None:
+                with self.storage.writes():
+                    self.replica.save_certificates()
         finally:
             self.ledger.close()
 
@@ -181,7 +192,8 @@ class NodeRuntime:
         target = next((peer for peer, link in sorted(self._links.items()) if link.connected), None)
         if not self.replica.is_leader or target is None:
             return
-        self.replica.transfer_leadership(target)
+        with self.storage.writes():
+            self.replica.transfer_leadership(target)
         self.after_replica()
         deadline = time.monotonic() + HANDOVER_TIMEOUT_MS / 1000
         while self.replica.is_leader and time.monotonic() < deadline:
@@ -234,15 +246,49 @@ class NodeRuntime:
         re-requests at once, each answered with another 4 MiB it then had to discard."""
         interval = self.config.tick_ms / 1000
         next_tick = time.monotonic()
-        while True:
+        while self.storage.failure is None:
             next_tick = max(next_tick + interval, time.monotonic())
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
-            self.replica.tick()
+            with self.storage.writes():
+                self.replica.tick()
             self.after_replica()
             self._report_untimely()
 
+    def deliver(self, message) -> bool:
+        """A peer's message into the replica, then its output routed; False once the node's
+        storage failed (the message was not taken: the node no longer takes part)."""
+        if self.storage.failure is None:
+            with self.storage.writes():
+                self.replica.receive(message)
+        if self.storage.failure is not None:
+            return False
+        self.after_replica()
+        return True
+
+    def _on_storage_failure(self, cause: str) -> None:
+        """The storage-failed state begins (node.durability): nothing more goes to the replica
+        or out to the peers; pending submissions are answered UNAVAILABLE; health NOT_SERVING."""
+        error = SubmitError(grpc.StatusCode.UNAVAILABLE, cause, None)
+        pending, self._pending = self._pending, []
+        self._fail(pending, error)
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        self._waiters.clear()
+        for read in self._reads.values():
+            if not read.done():
+                read.set_exception(error)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        asyncio.get_running_loop().create_task(self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))
+
     def after_replica(self) -> None:
-        """Routes what the replica produced: messages to peer links, applied blocks to waiters."""
+        """Routes what the replica produced: messages to peer links, applied blocks to waiters.
+        Nothing once the storage failed: a Ready whose write failed may have queued messages."""
+        if self.storage.failure is not None:
+            return
         out = self.replica.take()
         for message in out.messages:
             link = self._links.get(message.recipient)
@@ -256,6 +302,29 @@ class NodeRuntime:
         if out.applied:
             self._applied_event.set()
             self._applied_event = asyncio.Event()
+        if self.replica.catching_up or self._catch_up_log is not None:
+            self._log_catch_up()
+
+    def _log_catch_up(self) -> None:
+        """Info lines for an operator watching a node catch up: its start, its progress every
+        CATCH_UP_LOG_INTERVAL_MS, and its end."""
+        now, height = time.monotonic(), self.ledger.height
+        state = self._catch_up_log
+        if state is not None and not self.replica.catching_up:
+            log.info("caught up: height %d, %d blocks installed in %.1f s", height, height - state.start_height,
+                     now - state.started)
+            self._catch_up_log = None
+            return
+        if state is None:
+            source, _, target = self.replica.catch_up_progress()
+            log.info("catching up from %s: at height %d, installing certified blocks through consensus "
+                     "index %d", self.node_name(source) or source[:12], height, target)
+            self._catch_up_log = _CatchUpLog(now, height, now, height)
+        elif now - state.logged >= CATCH_UP_LOG_INTERVAL_MS / 1000:
+            _, index, target = self.replica.catch_up_progress()
+            log.info("catching up: height %d (+%d blocks in %.1f s), consensus index %d of %d", height,
+                     height - state.logged_height, now - state.logged, index, target)
+            state.logged, state.logged_height = now, height
 
     def request_ahead(self, message: BlocksResponse) -> int | None:
         """Replica.request_ahead for a catch-up answer, its request sent at once; returns the
@@ -288,7 +357,7 @@ class NodeRuntime:
         header = executed.block.header
         first_leaf = header.tree_size - header.tx_count
         for index, tx in enumerate(executed.txs):
-            for waiter in self._waiters.pop(tx.tx_id, ()):
+            for waiter in self._waiters.pop(tx.raw, ()):
                 if not waiter.done():
                     waiter.set_result(Outcome(executed.codes[index], header.height, index, first_leaf + index))
 
@@ -310,6 +379,8 @@ class NodeRuntime:
         Rejected / Refused to answer. Raises SubmitError for the whole call: UNAVAILABLE when a
         signature or state check is needed and this node is not the leader, RESOURCE_EXHAUSTED
         when the call is over the caller's budget of signature checks."""
+        if self.storage.failure is not None:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, self.storage.failure, self.leader_address())
         try:
             verdicts = await self.admission.admit(raws, caller, self._check_leader)
         except Throttled as exc:
@@ -337,7 +408,7 @@ class NodeRuntime:
             raise SubmitError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"{len(self._pending)} submissions are queued; retry after a pause")
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(tx.tx_id, []).append(waiter)
+        self._waiters.setdefault(tx.raw, []).append(waiter)
         self._pending.append(tx)
         self._schedule_flush()
         try:
@@ -378,18 +449,20 @@ class NodeRuntime:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        while self._pending:
+        while self._pending and self.storage.failure is None:
             batch, self._pending = self._pending[:self.config.max_batch_txs], self._pending[self.config.max_batch_txs:]
             try:
                 self._proposed.append(self.replica.propose(_unique(batch), self.clock_ms()))
             except (NotLeader, ProposalDropped) as exc:
                 self._fail(batch, SubmitError(grpc.StatusCode.UNAVAILABLE,
                                               f"proposal not accepted ({exc}); retry", self.leader_address()))
+            except STORAGE_ERRORS as exc:       # fails every waiter, this batch's too
+                self.storage.fail(exc)
             self.after_replica()
 
     def _fail(self, batch: list[Tx], error: SubmitError) -> None:
         for tx in batch:
-            for waiter in self._waiters.pop(tx.tx_id, ()):
+            for waiter in self._waiters.pop(tx.raw, ()):
                 if not waiter.done():
                     waiter.set_exception(error)
 
@@ -415,6 +488,9 @@ class NodeRuntime:
         except (NotLeader, ProposalDropped) as exc:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE, f"cannot confirm a linearizable read here ({exc})",
                               self.leader_address()) from None
+        except STORAGE_ERRORS as exc:                # read_index persists what its Ready holds
+            self.storage.fail(exc)
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, self.storage.failure, None) from None
         except asyncio.TimeoutError:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE,
                               "could not confirm with a majority that this node still leads; retry",
@@ -455,8 +531,18 @@ class NodeRuntime:
         return self.config.name if node_id == self.replica.id else ""
 
 
+@dataclass(slots=True)
+class _CatchUpLog:
+    started: float            # monotonic seconds
+    start_height: int
+    logged: float
+    logged_height: int
+
+
 def _unique(batch: list[Tx]) -> list[Tx]:
-    """One copy of each transaction per batch: duplicates share the first one's waiter."""
+    """One copy of each transaction per batch: copies of the same bytes share one waiter list.
+    Different bytes with the same id all stay: the block records the first with its result and
+    the others as EXISTS_WITH_DIFFERENT_FIELDS, and each is answered with its own."""
     seen: dict[bytes, Tx] = {}
     for tx in batch:
         seen.setdefault(tx.raw, tx)
@@ -464,9 +550,13 @@ def _unique(batch: list[Tx]) -> list[Tx]:
 
 
 async def run_node(config: NodeConfig, stop: asyncio.Event, rejoin: bool = False) -> None:
+    """Runs a node until ``stop``; raises StorageFailed if it stopped because a durable write
+    failed (node.durability), so that the process exits with its own code."""
     runtime = NodeRuntime(config, rejoin)
     await runtime.start()
     try:
-        await stop.wait()
+        await runtime.storage.wait_then_exit(stop)
     finally:
         await runtime.stop()
+    if runtime.storage.failure is not None:
+        raise StorageFailed(runtime.storage.failure)

@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 import grpc
+from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from ledger.block import decode_block
 from ledger.codes import Code
@@ -140,7 +141,6 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
 
     async def _wait(self, tx: Tx) -> ledger_pb2.SubmitResponse:
         return _response(tx.tx_id, await self.runtime.enqueue(tx))
-
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -280,6 +280,7 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         this = ledger_pb2.NodeStatus(node_id=replica.id, name=runtime.config.name, address=runtime.config.listen,
                                      role=role, term=replica.raft.term, applied_height=replica.height,
                                      certified_height=replica.certified_height,
+                                     storage_failure=runtime.storage.failure or "",
                                      throttled_calls=runtime.throttled_calls)
         return ledger_pb2.ClusterStatus(chain_id=runtime.ledger.chain_id, leader_id=replica.leader or "",
                                         leader_address=runtime.leader_address() or "", nodes=[this],
@@ -294,6 +295,77 @@ def _caller(context) -> str:
     """Whom a submission's signature checks are charged to: the caller's TLS identity."""
     identity = peer_identity(context)
     return UNIDENTIFIED_CALLER if identity is None else f"{identity.role}/{identity.party_id.hex()}"
+
+
+class MalformedRequest:
+    """What a request that is not a valid protobuf message deserialises to, so that the service
+    answers it like every other bad input (grpc.aio's own deserialiser error is UNKNOWN)."""
+
+    def __init__(self, message_name: str, reason: str) -> None:
+        self.message_name, self.reason = message_name, reason
+
+
+def _lenient(message_class):
+    def deserialize(raw: bytes):
+        try:
+            return message_class.FromString(raw)
+        except ProtobufDecodeError as exc:
+            return MalformedRequest(message_class.DESCRIPTOR.name, str(exc) or "it does not decode")
+    return deserialize
+
+
+async def _refuse_malformed(context, request: MalformedRequest) -> None:
+    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                 f"the request is not a valid {request.message_name} message: {request.reason}", Code.MALFORMED)
+
+
+# Answered even when the node's storage failed: it reports the failure.
+ANSWERED_AFTER_STORAGE_FAILURE = frozenset({"GetStatus"})
+
+
+def _guarded(runtime: NodeRuntime, name: str, behaviour, server_streaming: bool):
+    """``behaviour`` behind the MALFORMED refusal of a request that did not deserialise, and
+    behind the UNAVAILABLE refusal of a node whose storage failed (node.durability)."""
+    async def refuse(request, context) -> None:
+        if isinstance(request, MalformedRequest):
+            await _refuse_malformed(context, request)
+        if runtime.storage.failure is not None and name not in ANSWERED_AFTER_STORAGE_FAILURE:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"{runtime.storage.failure}; ask another node",
+                         leader=runtime.leader_address())
+
+    if server_streaming:
+        async def streaming(request, context):
+            await refuse(request, context)
+            async for item in behaviour(request, context):
+                yield item
+        return streaming
+
+    async def unary(request, context):
+        await refuse(request, context)
+        return await behaviour(request, context)
+    return unary
+
+
+def add_ledger_service(service: LedgerService, server: grpc.aio.Server) -> None:
+    """Registers the Ledger service like the generated ``add_LedgerServicer_to_server``, with
+    two differences: request bytes that are not a valid protobuf message are refused with
+    INVALID_ARGUMENT and MALFORMED (trailing metadata as ``_abort`` sets it), not UNKNOWN; and
+    a node whose storage failed refuses all but GetStatus with UNAVAILABLE and the cause.
+    Built from the service descriptor, so every method of proto/ledger.proto is covered."""
+    descriptor = ledger_pb2.DESCRIPTOR.services_by_name["Ledger"]
+    handlers = {}
+    for method in descriptor.methods:
+        request_class, response_class = (getattr(ledger_pb2, method.input_type.name),
+                                         getattr(ledger_pb2, method.output_type.name))
+        assert not method.client_streaming, "the Ledger API has no client-streaming method"
+        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(_guarded(service.runtime, method.name, getattr(service, method.name),
+                                              method.server_streaming),
+                                     request_deserializer=_lenient(request_class),
+                                     response_serializer=response_class.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
+    if hasattr(server, "add_registered_method_handlers"):
+        server.add_registered_method_handlers(descriptor.full_name, handlers)
 
 
 def peer_identity(context):
@@ -351,8 +423,8 @@ class ConsensusService(consensus_pb2_grpc.ConsensusServicer):
                     except Exception:      # only a speed-up: the replica checks everything itself
                         log.exception("verifying a catch-up response ahead failed; the replica checks it")
                     self.runtime.request_ahead(message)    # sent now, not after the install
-                replica.receive(message)
-                self.runtime.after_replica()
+                if not self.runtime.deliver(message):     # the storage failed (node.durability)
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, self.runtime.storage.failure)
         finally:
             await _stop_reading(reader, ahead)
         return consensus_pb2.ExchangeSummary(**counts)

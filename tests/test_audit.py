@@ -64,17 +64,11 @@ from node.config import load_config
 from node.consortium import ConsortiumSpec, create_consortium
 from tests.consortium import GENESIS_TIME_MS, TestConsortium, key
 from tests.test_verify import Chain, chain  # noqa: F401  (the story chain fixture)
+from tests.cli_runner import CLEAN_ENV, nanum  # noqa: F401
 
 SEED = int(os.environ.get("NANUM_TEST_SEED", "424242"))
-CLEAN_ENV = {"NANUM_KEY": None, "NANUM_CLIENT": None, "NANUM_CONFIG": None}
 
 
-def nanum(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(main, [str(a) for a in args], env=CLEAN_ENV)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == code, f"exit {result.exit_code}, wanted {code}: {result.output}"
-    return result
 
 
 def verify_json(export: Path, genesis: Path, code: int, workers: int = 2) -> dict:

@@ -12,6 +12,7 @@ from ledger.block import Block, decode_block
 from ledger.encoding import encode
 from ledger.ledger import Ledger
 from node.batch import VerifiedTxs, precheck_blocks
+from node.durability import StorageGuard
 from node.runtime import NodeRuntime
 from tests.consortium import GENESIS_TIME_MS, TestConsortium
 
@@ -75,6 +76,7 @@ def test_ticks_missed_while_the_loop_was_busy_are_dropped_not_fired_back_to_back
     runtime.replica = SimpleNamespace(tick=lambda: ticks.append(time.monotonic()))
     runtime.after_replica = lambda: None
     runtime._report_untimely = lambda: None
+    runtime.storage = StorageGuard(lambda cause: None)
 
     async def scenario() -> None:
         task = asyncio.get_running_loop().create_task(runtime._tick_loop())

@@ -235,3 +235,57 @@ def test_a_flood_beyond_the_queue_limit_is_resource_exhausted_and_the_node_keeps
                                                       cluster.layout.centres[0].tls_key_file)) as client:
         assert client.balance(register.payload.member_id).points == accepted
         client.submit(txs[-1].raw)      # still serving: a refused one goes through now
+
+
+LEDGER_METHODS = [method.name for method in ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].methods]
+
+
+@pytest.mark.parametrize("method", LEDGER_METHODS)
+@pytest.mark.parametrize("garbage", [b"\x0f", b"\x0a\x05ab", b"\xff\xff\xff\xff"], ids=["wire_type", "short", "ff"])
+def test_request_bytes_that_are_no_protobuf_message_are_invalid_argument_malformed(cluster, method, garbage):
+    """Issue 16, defect 5: grpc.aio answered these UNKNOWN ("Unexpected DecodeError")."""
+    channel = _channel(cluster, cluster.layout.nodes[cluster.leader()].address)
+    raw_call = channel.unary_unary(f"/nanum.v1.Ledger/{method}", request_serializer=None,
+                                   response_deserializer=None)
+    if method == "StreamBlocks":
+        raw_call = channel.unary_stream(f"/nanum.v1.Ledger/{method}", request_serializer=None,
+                                        response_deserializer=None)
+    before = _heights(cluster)
+    status, metadata = _refusal(lambda: list(raw_call(garbage, timeout=10)) if method == "StreamBlocks"
+                                else raw_call(garbage, timeout=10))
+    assert status == grpc.StatusCode.INVALID_ARGUMENT
+    assert (metadata.get("nanum-code"), metadata.get("nanum-code-name")) == ("1", "MALFORMED")
+    assert _heights(cluster) == before
+    channel.close()
+
+
+SAME_ID_ROUNDS = 10
+
+
+def test_two_transactions_with_one_id_at_once_get_one_ok_and_one_exists_with_different_fields(cluster):
+    """Issue 16, defect 1: both were answered OK (same height and leaf); the chain recorded the
+    second as EXISTS_WITH_DIFFERENT_FIELDS, and resubmitting it then said so. Every round: one
+    OK, one refusal with code 19, and each resubmission gets the answer its bytes got first."""
+    stub = ledger_pb2_grpc.LedgerStub(_channel(cluster, cluster.layout.nodes[cluster.leader()].address))
+    centre = cluster.key("centre")
+
+    def submit(tx):
+        try:
+            response = stub.Submit(ledger_pb2.SubmitRequest(tx=tx.raw), timeout=20)
+            return ("ok", response.height, response.leaf_index)
+        except grpc.RpcError as error:
+            return (error.code(), dict(error.trailing_metadata() or ()).get("nanum-code"))
+
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(SAME_ID_ROUNDS):
+            tx_id = os.urandom(16)
+            pair = [make_tx(centre, cluster.chain_id, tx_id, RegisterMember(SigningKey.generate().public_key))
+                    for _ in range(2)]
+            answers = list(pool.map(submit, pair))
+            assert sorted(a[0] == "ok" for a in answers) == [False, True], answers
+            refused = next(a for a in answers if a[0] != "ok")
+            assert refused == (grpc.StatusCode.FAILED_PRECONDITION, "19"), answers
+            again = [submit(tx) for tx in pair]
+            assert [a[0] for a in again] == [a[0] for a in answers]
+            assert [a[1] if a[0] == "ok" else a for a in again] == \
+                   [a[1] if a[0] == "ok" else a for a in answers]

@@ -19,8 +19,8 @@ from click.testing import CliRunner, Result
 from cli.main import main
 from node.cluster import LocalCluster
 from tests.consortium import key
+from tests.cli_runner import CLEAN_ENV, nanum  # noqa: F401
 
-CLEAN_ENV = {"NANUM_KEY": None, "NANUM_CLIENT": None, "NANUM_CONFIG": None}
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,6 @@ def files(cluster):
             "partner_id": layout.partners[0].party_id, "centre_id": layout.centres[0].party_id}
 
 
-def nanum(*args: str, code: int = 0, env: dict | None = None) -> Result:
-    result = CliRunner().invoke(main, list(args), env={**CLEAN_ENV, **(env or {})})
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == code, f"exit {result.exit_code}, wanted {code}: {result.output}"
-    return result
 
 
 def as_json(result: Result) -> dict:

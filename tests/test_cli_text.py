@@ -30,8 +30,8 @@ from ledger.tx import TX_VERSION, Deposit, DepositKind, Reversal, signing_bytes
 from node.client import ClientError, LedgerClient
 from node.consortium import ConsortiumSpec, create_consortium
 from node.wire import ledger_pb2
+from tests.cli_runner import CLEAN_ENV, nanum  # noqa: F401
 
-CLEAN_ENV = {"NANUM_KEY": None, "NANUM_CLIENT": None, "NANUM_CONFIG": None}
 
 # One example per refused category (Unicode 14.0.0), and terminal attacks made of them.
 HOSTILE = {
@@ -55,12 +55,6 @@ def _raw_refused(text: str) -> list[str]:
     return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Cn")]
 
 
-def nanum(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(main, list(args), env=CLEAN_ENV)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == code, f"exit {result.exit_code}, wanted {code}: {result.output}"
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -196,3 +196,63 @@ def test_a_node_back_from_a_long_outage_is_brought_up_to_date_at_once(cluster):
         time.sleep(0.05)
     waited_s = time.monotonic() - back
     assert waited_s <= HEARD_WITHIN_S, f"the restarted node reached the leader's height only after {waited_s:.1f} s"
+
+
+# Far enough behind that the leader's log was compacted past what the wiped node can get from
+# it, and its catch-up installs more than the log keeps (node.replica's retention bounds).
+WIPED_BEHIND_BLOCKS = 720
+LOAD_TIMEOUT_S = 120
+REJOIN_WITHIN_S = 45
+
+
+def _status_of(cluster, index: int):
+    return cluster.statuses().get(index)
+
+
+def test_a_wiped_node_rejoins_under_load_and_reaches_the_leaders_height(cluster):
+    """Issue 16, defect 3: SIGKILL a follower under load, move its data folder away, start it
+    with --rejoin while the load goes on. Its compaction raised IndexError on every message of
+    its consensus stream and it stayed hundreds of blocks behind for good. It must reach the
+    height the leader had when it came back within REJOIN_WITHIN_S, and say so in its log."""
+    from node.replica import COMPACTION_STEP_ENTRIES, LOG_RETENTION_ENTRIES
+    assert WIPED_BEHIND_BLOCKS > 2 * (LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES)
+    chain_id = cluster.chain_id
+    member = make_tx(cluster.key("centre"), chain_id, os.urandom(16), RegisterMember(SigningKey.generate().public_key))
+    with cluster.client("centre") as client:
+        client.submit(member.raw)
+    stop, lock = threading.Event(), threading.Lock()
+    acknowledged, failures = [], []
+    writers = [threading.Thread(target=_writer, args=(cluster, chain_id, member.payload.member_id, stop,
+                                                      acknowledged, failures, lock)) for _ in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    try:
+        leader = cluster.leader()
+        victim = next(i for i in range(cluster.nodes) if i != leader)
+        cluster.kill(victim)
+        data = cluster.layout.nodes[victim].folder / "data"
+        data.rename(data.with_name("data.lost"))
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        while (_status_of(cluster, leader) or _status_of(cluster, cluster.leader())).applied_height \
+                < WIPED_BEHIND_BLOCKS:
+            assert time.monotonic() < deadline, "the load made too few blocks in time"
+            time.sleep(0.2)
+        cluster.start(victim, rejoin=True)
+        back = time.monotonic()
+        target = max(s.applied_height for i, s in cluster.statuses().items() if i != victim)
+        reached = None
+        while time.monotonic() - back < REJOIN_WITHIN_S:
+            status = _status_of(cluster, victim)
+            if status is not None and status.applied_height >= target:
+                reached = time.monotonic() - back
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(timeout=30)
+    log = (cluster.layout.nodes[victim].folder / "node.log").read_text()
+    assert "IndexError" not in log, log[-3000:]
+    assert reached is not None, f"the wiped node is at {_status_of(cluster, victim)} of height {target}"
+    assert "catching up from" in log and "caught up" in log
+    _converged_heights(cluster)

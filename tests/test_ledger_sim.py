@@ -408,3 +408,57 @@ def test_a_node_that_crashes_while_catching_up_restarts_and_finishes(monkeypatch
             break
     assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
     assert victim.ledger.balance(member.party_id)[0] == deposits
+
+
+def test_a_wiped_node_catches_up_under_load_while_the_leader_compacts_on(monkeypatch) -> None:
+    """Issue 16, defect 3. A wiped node catching up over many answers (one block each, one
+    answer installed per tick, as a slow install does) while the leader keeps committing and
+    compacting: its heartbeats made the catching-up node process Readies, and its compaction,
+    computed from the certified blocks it had installed beyond its short log, raised
+    ``IndexError: compact at N beyond last index M``, every time. It must reach the leader."""
+    from node import replica as replica_module
+    from node.codec import BlocksResponse
+    monkeypatch.setattr(replica_module, "MAX_CATCH_UP_BYTES", 16)      # one block per answer
+    cluster = _Cluster()
+    c = cluster.consortium
+    # Far enough behind that what it installs before reaching the leader's log is more than
+    # LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES entries: its compaction point then lies
+    # beyond its own (empty) log.
+    deposits = 3 * (LOG_RETENTION_ENTRIES + COMPACTION_STEP_ENTRIES)
+    leader, victim, member = _deposits_while_a_node_is_down(cluster, "under load", deposits)
+    victim.lose_disk()
+    victim.storage = MemoryRaftStorage()
+    cluster.start(victim)
+    by_id = {n.node_id: n for n in cluster.nodes}
+    slow: list = []                                 # answers on their way to the victim
+    caught_up_at = None
+    for tick in range(3_000):
+        leader = cluster.leader()
+        if tick % 3 == 0:                           # the load: a block every third tick
+            # (batch times stay within MAX_BLOCK_TIME_SKEW_MS of the nodes' clock, GENESIS_TIME_MS)
+            deposit = leader.replica.admit(c.deposit(member, 1).raw)
+            leader.replica.propose([deposit], GENESIS_TIME_MS + 1_000 + tick // 3)
+            deposits += 1
+        if slow:
+            victim.replica.receive(slow.pop(0))     # one install per tick
+        for node in cluster.nodes:
+            node.replica.tick()
+        moved = True
+        while moved:
+            moved = False
+            for node in cluster.nodes:
+                for message in node.replica.take().messages:
+                    if isinstance(message, BlocksResponse) and message.recipient == victim.node_id:
+                        slow.append(message)
+                    else:
+                        by_id[message.recipient].replica.receive(message)
+                        moved = True
+        if not victim.replica.catching_up and victim.replica.height >= leader.replica.height - 1:
+            caught_up_at = tick
+            break
+    assert victim.storage.first_index() > 1, "the wiped node never needed catch-up: the test proves nothing"
+    assert caught_up_at is not None, (victim.replica.height, leader.replica.height)
+    for _ in range(20):
+        cluster.pump(1)
+    assert victim.ledger.store.head().hash == leader.ledger.store.head().hash
+    assert victim.ledger.balance(member.party_id)[0] == deposits

@@ -33,8 +33,8 @@ from node.client import ClientError, LedgerClient
 from node.cluster import LocalCluster, free_base_port
 from node.consortium import ConsortiumSpec, create_consortium
 from tests.consortium import TestConsortium
+from tests.cli_runner import CLEAN_ENV, nanum  # noqa: F401
 
-CLEAN_ENV = {"NANUM_KEY": None, "NANUM_CLIENT": None, "NANUM_CONFIG": None}
 
 
 # --- re-rooting an inclusion proof onto an earlier tree (pure) --------------------------------
@@ -119,12 +119,6 @@ class Writer:
         self.client.close()
 
 
-def nanum(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(main, list(args), env=CLEAN_ENV)
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.exit_code == code, f"exit {result.exit_code}, wanted {code}: {result.output}"
-    return result
 
 
 @pytest.fixture(scope="module")
