@@ -13,6 +13,7 @@ Plus the caller's budget: signatures per call and per TLS identity, RESOURCE_EXH
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from click.testing import CliRunner
+
+from cli.main import main
 
 from ledger import keys
 from ledger.codes import Code
@@ -274,6 +278,9 @@ def test_a_caller_past_its_signature_rate_is_answered_resource_exhausted(tmp_pat
             assert runtime.ledger.height == height
             answer = await loop.run_in_executor(None, lambda: client.status_of(node.config.listen))
             assert answer.nodes[0].throttled_calls == 1
+            shown = await loop.run_in_executor(None, lambda: CliRunner().invoke(
+                main, ["status", "--client", str(node.layout.centres[0].config_file), "--json"]))
+            assert json.loads(shown.output)["nodes"][0]["throttled_calls"] == 1, shown.output
     node.run(scenario)
 
 
