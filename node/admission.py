@@ -15,8 +15,8 @@ node do is bounded by what that caller is allowed (docs/ARCHITECTURE.md, "Admiss
        role wrote, or a deposit for no member, is refused here and never recorded;
     6. the caller's budget: per call at most ``max_batch_signatures`` signature checks, and per
        TLS identity a token bucket (``CallerBudget``) in units of work: one per transaction of
-       the call (taken before step 1: hashing, decoding and answering it cost about a quarter of
-       a signature check, and a flood of refusals must be bounded too) and one per signature
+       the call (taken before step 1: hashing, decoding and answering it cost tens of
+       microseconds, and a flood of refusals must be bounded too) and one per signature
        check (taken here); past either, the call is ``Throttled``;
     7. the signatures, in the runtime's worker threads (libsodium releases the GIL), each
        distinct transaction once even when several calls send it at the same time; every
