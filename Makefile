@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ledger_core.py
 	$(BIN)/python benchmarks/cluster_bench.py
+	$(BIN)/python benchmarks/abuse_bench.py
 
 bench-audit: $(STAMP)
 	$(BIN)/python benchmarks/audit_verify.py

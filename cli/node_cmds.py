@@ -103,7 +103,8 @@ async def _serve(config, run_node, rejoin: bool) -> None:
               required=True, help="Your client.toml (env NANUM_CLIENT).")
 @json_option
 def status(client_file: Path, as_json: bool) -> None:
-    """Show every node's role, term and heights, and its lag behind the highest."""
+    """Show every node's role, term and heights, its lag behind the highest, and the calls it
+    refused for a caller's budget of signature checks (docs/ARCHITECTURE.md, "Admission")."""
     import grpc
 
     rows = []
@@ -115,7 +116,7 @@ def status(client_file: Path, as_json: bool) -> None:
                 rows.append({"address": address, "name": node.name, "node_id": node.node_id, "role": node.role,
                              "term": node.term, "applied_height": node.applied_height,
                              "certified_height": node.certified_height, "leader_id": view.leader_id,
-                             "storage_failure": node.storage_failure})
+                             "storage_failure": node.storage_failure, "throttled_calls": node.throttled_calls})
             except grpc.RpcError as error:
                 rows.append({"address": address, "role": "unreachable", "error": error.code().name})
     top = max((r.get("applied_height", 0) for r in rows), default=0)
@@ -132,6 +133,7 @@ def status(client_file: Path, as_json: bool) -> None:
                 echo(f"{printable(r['address']):<21} {printable(r['name']):<8} {printable(r['role']):<13} "
                      f"term {r['term']:<4} "
                      f"height {r['applied_height']:<6} certified {r['certified_height']:<6} lag {r['lag_blocks']}"
+                     + (f"  throttled calls {r['throttled_calls']}" if r["throttled_calls"] else "")
                      + (f"  STORAGE FAILED: {printable(r['storage_failure'])}" if r["storage_failure"] else ""))
     if all(r["role"] == "unreachable" for r in rows):
         raise SystemExit(EXIT_UNAVAILABLE)

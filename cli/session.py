@@ -192,6 +192,8 @@ def refusal_line(code: Code, tx_id: bytes | None = None, height: int | None = No
         where.append(f"the id was taken at height {height}")
     elif height is not None and not code.static:
         where.append(f"recorded at height {height}")
+    elif not code.static:         # refused at admission from the node's state (node/admission.py)
+        where.append("not recorded: refused before it reached a block")
     return line + (f" [{', '.join(where)}]" if where else "")
 
 

@@ -251,7 +251,8 @@ def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateR
         if code not in (Code.EXISTS, Code.EXISTS_WITH_DIFFERENT_FIELDS):
             overlay.put_tx_record(tx.tx_id, TxRecord(height, index, frontier.size, tx.body_hash(), code))
             if index_history:
-                accounts.extend((party, frontier.size, index) for party in parties_of(tx, overlay))
+                accounts.extend((party, frontier.size, index)
+                                for party in parties_of(tx, overlay, took_effect=code == Code.OK))
         nodes.extend(frontier.append(leaf_hash(entry)))
         entries.append(entry)
         codes.append(code)
@@ -263,9 +264,14 @@ def execute_block(head: ChainHead, txs: Sequence[Tx], time_ms: int, base: StateR
                          overlay, nodes, codes, accounts, list(txs))
 
 
-def parties_of(tx: Tx, state: Overlay) -> set[bytes]:
-    """Every id whose history shows this transaction: its author, and the member it touches."""
+def parties_of(tx: Tx, state: Overlay, took_effect: bool = True) -> set[bytes]:
+    """Every id whose history shows this transaction: its author, and the member it touches.
+    A refused transaction (``took_effect`` false: any code but OK) is its author's alone: it
+    changed nothing of the member it names, and anyone may name any member, so a member's
+    history, and every statement replayed from it, holds only what took effect (FORMAT.md §12)."""
     parties = {tx.author_id}
+    if not took_effect:
+        return parties
     payload = tx.payload
     if isinstance(payload, (RegisterMember, Deposit)):
         parties.add(payload.member_id)

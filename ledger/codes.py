@@ -7,7 +7,9 @@ lists the same table.
 Codes 1-3 and 24 are *static*: they depend only on the transaction bytes and the chain id,
 and a transaction failing them never enters a block. All others are decided by the rules against
 the state; a transaction refused with one of them is recorded in its block with that code
-(its id is then taken, and resubmitting it returns the same result).
+(its id is then taken, and resubmitting it returns the same result). A node may answer
+NOT_AUTHORISED, UNKNOWN_MEMBER or INSUFFICIENT_APPROVALS before a block, from its current state,
+without recording anything (ledger.rules.refusal_before_signatures; FORMAT.md §6).
 """
 
 from __future__ import annotations

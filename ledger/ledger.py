@@ -19,6 +19,7 @@ from ledger.block import (
     ChainHead,
     ExecutedBlock,
     decode_block,
+    decode_entry,
     decode_genesis_block,
     execute_block,
     replay_block,
@@ -170,8 +171,10 @@ class Ledger:
             return Overlay(r).member(member_id)
 
     def parties(self, tx: Tx) -> set[bytes]:
-        """Every id whose history shows ``tx`` (its author and the member it touches). Asked at
-        the head: the redemption and deposit records a refund or reversal names never go away."""
+        """Every id ``tx`` concerns (its author and the member it names or touches), whatever its
+        result: who may read it (node.read_access). Its history index lists a refused ``tx``
+        under its author only (block.parties_of). Asked at the head: the redemption and deposit
+        records a refund or reversal names never go away."""
         with self.store.reader() as r:
             return parties_of(tx, Overlay(r))
 
@@ -180,6 +183,17 @@ class Ledger:
         _check_size(tx_id, TX_ID_BYTES, "a transaction id")
         with self.store.reader() as r:
             return Overlay(r).redemption(tx_id)
+
+    def recorded(self, tx_id: bytes) -> tuple[TxRecord, bytes] | None:
+        """The record of ``tx_id`` and the exact bytes recorded under it, or None: enough to
+        answer a resubmission without checking its signatures (no inclusion proof)."""
+        _check_size(tx_id, TX_ID_BYTES, "a transaction id")
+        with self.store.reader() as r:
+            record = r.tx_record(tx_id)
+            if record is None:
+                return None
+            block = r.decoded_block(record.height)
+        return record, decode_entry(block.entries[record.index])[0]
 
     def tx(self, tx_id: bytes) -> TxView | None:
         _check_size(tx_id, TX_ID_BYTES, "a transaction id")

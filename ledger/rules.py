@@ -47,6 +47,55 @@ def apply_tx(tx: Tx, state: Overlay, block_time_ms: int) -> Code:
     return _HANDLERS[tx.kind](tx, state, block_time_ms)
 
 
+# The role each kind's author must hold, active, for the transaction to have any effect.
+AUTHOR_ROLES: dict[TxKind, Role] = {
+    TxKind.REGISTER_MEMBER: Role.CENTRE, TxKind.DEPOSIT: Role.CENTRE, TxKind.REVERSAL: Role.CENTRE,
+    TxKind.REDEEM: Role.PARTNER, TxKind.REFUND: Role.PARTNER, TxKind.GOVERNANCE: Role.ADMIN,
+}
+
+
+def refusal_before_signatures(tx: Tx, state: Overlay) -> tuple[Code, str] | None:
+    """The first checks of ``apply_tx`` that need no signature and only a few reads of the
+    state: (code, why) if ``tx`` fails one, else None. They are the rules' own first checks in
+    the rules' order, so for a ``tx_id`` not yet recorded, ``apply_tx(tx, state, t)`` returns
+    the same code for every block time ``t`` (tests/test_rules.py checks it). A node refuses
+    such a transaction at admission without checking a signature and without recording it
+    (docs/ARCHITECTURE.md, "Admission"); the state may change before a block, so the block's
+    rules still decide whatever passes here.
+
+    Checked: the author is an active party of the role its kind needs (``AUTHOR_ROLES``); a
+    deposit's member is registered; a governance transaction has no more signers than there
+    are active admins, every signer is an active admin, and there are at least as many as the
+    threshold."""
+    role = AUTHOR_ROLES[tx.kind]
+    if tx.kind == TxKind.GOVERNANCE:
+        return _governance_refusal(tx, state)
+    if not _active(state, tx.author_id, role):
+        return Code.NOT_AUTHORISED, (f"the author {tx.author_id.hex()} is no active {role.name.lower()}; "
+                                     f"a {tx.kind.name.lower().replace('_', '-')} is written by one")
+    if tx.kind == TxKind.DEPOSIT and state.member(tx.payload.member_id) is None:
+        return Code.UNKNOWN_MEMBER, f"no member {tx.payload.member_id.hex()} is registered"
+    return None
+
+
+def _governance_refusal(tx: Tx, state: Overlay) -> tuple[Code, str] | None:
+    if not _active(state, tx.author_id, Role.ADMIN):      # the first signer: one read, no scan
+        return Code.NOT_AUTHORISED, f"the author {tx.author_id.hex()} is no active admin"
+    signers = tx.signers()            # distinct: the decoder refuses a repeated key
+    admins = {party_id for party_id, _ in state.active_parties(Role.ADMIN)}
+    if len(signers) > len(admins):
+        # Signers are distinct, so one of them is no active admin: the rules give NOT_AUTHORISED.
+        return Code.NOT_AUTHORISED, (f"{len(signers)} signers, but the consortium has {len(admins)} active "
+                                     "admins: every signer must be one")
+    for signer in signers:
+        if keys.party_id(signer) not in admins:
+            return Code.NOT_AUTHORISED, f"signer {keys.party_id(signer).hex()} is no active admin"
+    threshold = state.consortium().threshold
+    if len(signers) < threshold:
+        return Code.INSUFFICIENT_APPROVALS, f"{len(signers)} admins signed; the threshold is {threshold}"
+    return None
+
+
 def apply_genesis(genesis: Genesis, state: Overlay) -> None:
     """Writes the founding state: the consortium and every party it names."""
     state.put_consortium(Consortium(genesis.name, genesis.threshold))

@@ -64,9 +64,9 @@ DEFAULT_MAP_SIZE_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_MAP_SIZE_BYTES = 64 * 1024 * 1024 * 1024
 MAX_DBS = 12      # the ledger's 9, plus room for the consensus log kept in the same environment
 MERKLE_LEVEL_STEP = 8   # interior levels stored: 8, 16, 24, ...; the others are recomputed
-LAYOUT_VERSION = b"5"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
+LAYOUT_VERSION = b"6"   # meta "layout": 2 = leaves apart, sparse interior levels; 3 = no body hash
                         # in txs; 4 = compressed blocks; 5 = history index as posting lists,
-                        # leaves in groups
+                        # leaves in groups; 6 = a refused transaction indexed under its author only
 NODES_PER_GROUP = 63    # 63 x 32 = 2,016 bytes: the largest value LMDB keeps inside a 4 KiB page
                         # two to a page (a node holds at most 2,038 bytes with its 8-byte header
                         # and key); 64 would go to overflow pages of their own

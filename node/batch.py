@@ -63,6 +63,14 @@ class VerifiedTxs:
             self._checked.popitem(last=False)
         return tx
 
+    def get(self, key: bytes) -> Tx | None:
+        """The transaction whose bytes hash to ``key`` (SHA-256) if it passed the static check
+        here before, without checking anything (admission: node.admission)."""
+        tx = self._checked.get(key)
+        if tx is not None:
+            self._checked.move_to_end(key)
+        return tx
+
     def remember(self, checked: list[tuple[bytes, Tx]]) -> None:
         """Records transactions that passed ``check_tx`` elsewhere (``precheck`` in worker
         threads), given as (key, tx) with ``key`` from ``precheck``."""

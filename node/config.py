@@ -42,6 +42,7 @@ MAX_PEERS = MAX_GENESIS_PARTIES - 1     # every other node of the largest node s
 MAX_CLIENT_NODES = MAX_GENESIS_PARTIES
 MIN_MESSAGE_BYTES = MAX_BLOCK_BYTES + 64 * 1024   # a message must carry the largest block
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+MAX_BATCH_SIGNATURES = 1_000_000        # the largest admission budget in signature checks a setting takes
 CONFIG_FILE_MODE = 0o644
 
 _HEX_ID = re.compile(rf"[0-9a-fA-F]{{{PARTY_ID_BYTES * 2}}}")
@@ -98,6 +99,12 @@ class NodeConfig:
     max_pending_submissions: int = 10_000
     max_message_bytes: int = 8 * 1024 * 1024
     submit_timeout_ms: int = 10_000
+    # Admission budgets (node/admission.py; RESOURCE_EXHAUSTED beyond): signature checks per
+    # call, and per caller's TLS identity a token bucket (a rate and the most saved up) of units:
+    # one per signature check and one per transaction submitted.
+    max_batch_signatures: int = 2_048
+    max_signatures_per_second_per_caller: int = 4_000
+    max_signature_burst_per_caller: int = 8_192
     map_size_bytes: int = 1 << 30
     # Added to this node's wall clock. For fault tests only (a node with a wrong clock): the
     # consortium bounds block time whatever one node's clock says (ledger/limits.py).
@@ -156,6 +163,9 @@ NODE_SETTINGS: tuple[_Setting, ...] = (
     _int("max_pending_submissions", 10_000, 1, 1_000_000),
     _int("max_message_bytes", 8 * 1024 * 1024, MIN_MESSAGE_BYTES, MAX_MESSAGE_BYTES),
     _int("submit_timeout_ms", 10_000, 1, 3_600_000),
+    _int("max_batch_signatures", 2_048, 1, MAX_BATCH_SIGNATURES),
+    _int("max_signatures_per_second_per_caller", 4_000, 1, MAX_BATCH_SIGNATURES),
+    _int("max_signature_burst_per_caller", 8_192, 1, MAX_BATCH_SIGNATURES),
     _int("map_size_bytes", 1 << 30, 1 << 20, 1 << 40),
     _int("clock_offset_ms", 0, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
 )
@@ -310,10 +320,14 @@ def _peer(item: Any, label: str, source: str) -> Peer:
 
 
 def _check_node(config: NodeConfig, source: str) -> None:
-    """Checks between settings: the election timeout and the peer set."""
+    """Checks between settings: the election timeout, the admission budgets and the peer set."""
     if config.election_ticks <= config.heartbeat_ticks:
         raise ConfigError("election_ticks", f"must be greater than heartbeat_ticks "
                           f"({config.heartbeat_ticks}), got {config.election_ticks}", source)
+    if config.max_signature_burst_per_caller < config.max_batch_signatures:
+        raise ConfigError("max_signature_burst_per_caller", f"must be at least max_batch_signatures "
+                          f"({config.max_batch_signatures}), or a full call could never pass; got "
+                          f"{config.max_signature_burst_per_caller}", source)
     ids, addresses = {config.node_id}, set()
     for i, peer in enumerate(config.peers):
         if peer.node_id in ids:

@@ -5,6 +5,8 @@ Owns the node process's moving parts: the tick timer (monotonic clock), the lead
 submissions, routing the replica's outbox to peer links, and start/stop. Every call into the
 Replica happens on the loop's thread, so the replica needs no locks. The replica persists
 before its messages are handed to the links (see node.replica).
+
+What a submission is checked for, and charged, before it is queued is node.admission's.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ledger.ledger import Ledger
 from ledger.store import Store
 from ledger.tx import Tx
 from ledger.verify import check_store
+from node.admission import Admission, Answered, Throttled
 from node.batch import precheck_blocks
 from node.codec import BlocksResponse
 from node.config import NodeConfig
@@ -55,9 +58,13 @@ HANDOVER_TIMEOUT_MS = 2_000
 READ_APPLY_POLL_MS = 2
 # While catching up, progress is logged at info at most this often (and at its start and end).
 CATCH_UP_LOG_INTERVAL_MS = 5_000
-# Threads that verify a catch-up response's signatures before the replica installs it
-# (Ed25519 verification releases the GIL: one thread per core).
+# Threads that verify a catch-up response's signatures before the replica installs it, and the
+# signatures of submissions at admission (Ed25519 verification in libsodium, through cffi,
+# releases the GIL: one thread per core).
 PRECHECK_THREADS = max(1, os.cpu_count() or 1)
+# The caller of a submission whose TLS certificate names no nanum identity (and of in-process
+# calls): such callers share one budget of signature checks.
+UNIDENTIFIED_CALLER = "unidentified"
 
 
 class SubmitError(Exception):
@@ -118,6 +125,10 @@ class NodeRuntime:
         self._applied_event = asyncio.Event()
         self._links: dict[str, PeerLink] = {}
         self._verifiers = ThreadPoolExecutor(PRECHECK_THREADS, thread_name_prefix="precheck")
+        self.admission = Admission(self.ledger, self.replica.verified, self._verifiers,
+                                   max_batch_signatures=config.max_batch_signatures,
+                                   max_signatures_per_second_per_caller=config.max_signatures_per_second_per_caller,
+                                   max_signature_burst_per_caller=config.max_signature_burst_per_caller)
         self._server: grpc.aio.Server | None = None
         self._ticker: asyncio.Task | None = None
         self._catch_up_log: _CatchUpLog | None = None
@@ -352,15 +363,44 @@ class NodeRuntime:
 
     # --- submissions -------------------------------------------------------------------------
 
-    async def submit(self, raw: bytes) -> Outcome:
-        """Admits, batches and waits for the block that records ``raw``. Raises SubmitError or
-        ledger.tx.Rejected (static check)."""
+    async def submit(self, raw: bytes, caller: str = UNIDENTIFIED_CALLER) -> Outcome:
+        """Admits, batches and waits for the block that records ``raw``. Raises SubmitError,
+        ledger.tx.Rejected (static check) or node.admission.Refused (refused at admission)."""
+        (verdict,) = await self.admit([raw], caller)
+        if isinstance(verdict, Exception):
+            raise verdict
+        if isinstance(verdict, Outcome):
+            return verdict
+        return await self.enqueue(verdict)
+
+    async def admit(self, raws: list[bytes], caller: str = UNIDENTIFIED_CALLER) -> list[Tx | Outcome | Exception]:
+        """node.admission for one call's transactions from ``caller`` (its TLS identity): per
+        transaction an admitted Tx to ``enqueue``, the Outcome already recorded, or the
+        Rejected / Refused to answer. Raises SubmitError for the whole call: UNAVAILABLE when a
+        signature or state check is needed and this node is not the leader, RESOURCE_EXHAUSTED
+        when the call is over the caller's budget of signature checks."""
         if self.storage.failure is not None:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE, self.storage.failure, self.leader_address())
-        tx = self.replica.admit(raw)
-        recorded = self.recorded(tx)
-        if recorded is not None:
-            return recorded
+        try:
+            verdicts = await self.admission.admit(raws, caller, self._check_leader)
+        except Throttled as exc:
+            raise SubmitError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+        return [Outcome(v.code, v.record.height, v.record.index, v.record.leaf_index, duplicate=True)
+                if isinstance(v, Answered) else v for v in verdicts]
+
+    def _check_leader(self) -> None:
+        if not self.replica.is_leader:
+            raise SubmitError(grpc.StatusCode.UNAVAILABLE, "this node is not the leader; retry at the leader",
+                              self.leader_address())
+
+    @property
+    def throttled_calls(self) -> int:
+        """Calls refused RESOURCE_EXHAUSTED for a budget of signature checks since the start."""
+        return self.admission.throttles.total
+
+    async def enqueue(self, tx: Tx) -> Outcome:
+        """Batches an admitted transaction and waits for the block that records it; raises
+        SubmitError."""
         if not self.replica.is_leader:
             raise SubmitError(grpc.StatusCode.UNAVAILABLE, "this node is not the leader; retry at the leader",
                               self.leader_address())

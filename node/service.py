@@ -2,7 +2,8 @@
 
 Owns turning requests into runtime calls and every outcome into a gRPC status (see
 proto/ledger.proto for the table). Every input is checked before anything changes: sizes and
-ids first, then the transaction's static check; a refused request changes nothing.
+ids first, then admission (node.admission: the static check and the state's first checks,
+charged to the caller's TLS identity); a refused request changes nothing.
 
 Every read is checked against the access table of ``node.read_access`` (who the caller's TLS
 certificate and, for a member, read grant say it is); a refused read is PERMISSION_DENIED with
@@ -29,7 +30,7 @@ from ledger.encoding import decode, encode
 from ledger.limits import MAX_TX_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
 from ledger.ledger import MAX_HISTORY_PAGE
 from ledger.read_grant import GrantError, ReadGrant, check_grant
-from ledger.tx import Rejected
+from ledger.tx import Rejected, Tx
 from node.codec import BlocksResponse, CodecError, decode_message
 from node.pki import PkiError, identity_from_pem
 from node.read_access import (
@@ -40,7 +41,8 @@ from node.read_access import (
     check_history,
     check_transaction,
 )
-from node.runtime import NodeRuntime, Outcome, SubmitError
+from node.admission import Refused
+from node.runtime import UNIDENTIFIED_CALLER, NodeRuntime, Outcome, SubmitError
 from node.wire import consensus_pb2, consensus_pb2_grpc, ledger_pb2, ledger_pb2_grpc
 
 log = logging.getLogger("nanum.service")
@@ -69,6 +71,23 @@ def _response(tx_id: bytes, outcome: Outcome) -> ledger_pb2.SubmitResponse:
                                      leaf_index=outcome.leaf_index, duplicate=outcome.duplicate)
 
 
+def _answer(raw: bytes, verdict) -> ledger_pb2.SubmitResponse | Tx:
+    """A batch result from an admission verdict (None: over MAX_TX_BYTES), or the admitted Tx
+    that still has to wait for its block."""
+    if verdict is None:
+        return ledger_pb2.SubmitResponse(code=int(Code.MALFORMED), code_name="MALFORMED",
+                                         message=f"a transaction has at most {MAX_TX_BYTES} bytes")
+    if isinstance(verdict, Rejected):
+        code = verdict.rejection.code
+        return ledger_pb2.SubmitResponse(code=int(code), code_name=code.name, message=str(verdict.rejection))
+    if isinstance(verdict, Refused):             # not recorded: no height, no leaf
+        return ledger_pb2.SubmitResponse(tx_id=verdict.tx_id, code=int(verdict.code),
+                                         code_name=verdict.code.name, message=str(verdict))
+    if isinstance(verdict, Outcome):
+        return _response(decode(raw)[3], verdict)
+    return verdict
+
+
 def _wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
@@ -85,9 +104,11 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"a transaction has at most {MAX_TX_BYTES} bytes", Code.MALFORMED)
         try:
-            outcome = await self.runtime.submit(request.tx)
+            outcome = await self.runtime.submit(request.tx, _caller(context))
         except Rejected as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.rejection), exc.rejection.code)
+        except Refused as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc), exc.code)
         except SubmitError as exc:
             await _abort(context, exc.status, str(exc), leader=exc.leader)
         tx_id = decode(request.tx)[3]
@@ -100,22 +121,26 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         if len(request.txs) > MAX_BATCH_SUBMISSIONS:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                          f"a batch holds at most {MAX_BATCH_SUBMISSIONS} transactions")
-        results = await asyncio.gather(*(self._one(raw) for raw in request.txs), return_exceptions=True)
-        for result in results:
+        # The whole call is admitted at once: its signature checks are counted, and charged to
+        # the caller, before any of them runs (node.admission).
+        try:
+            verdicts = iter(await self.runtime.admit([raw for raw in request.txs if len(raw) <= MAX_TX_BYTES],
+                                                     _caller(context)))
+        except SubmitError as exc:
+            await _abort(context, exc.status, str(exc), leader=exc.leader)
+        results = [_answer(raw, next(verdicts) if len(raw) <= MAX_TX_BYTES else None) for raw in request.txs]
+        queued = [i for i, result in enumerate(results) if isinstance(result, Tx)]
+        waited = await asyncio.gather(*(self._wait(results[i]) for i in queued), return_exceptions=True)
+        for i, result in zip(queued, waited):
             if isinstance(result, SubmitError):
                 await _abort(context, result.status, str(result), leader=result.leader)
+            if isinstance(result, BaseException):
+                raise result
+            results[i] = result
         return ledger_pb2.SubmitBatchResponse(results=results)
 
-    async def _one(self, raw: bytes) -> ledger_pb2.SubmitResponse:
-        try:
-            outcome = await self.runtime.submit(raw) if len(raw) <= MAX_TX_BYTES else None
-        except Rejected as exc:
-            code = exc.rejection.code
-            return ledger_pb2.SubmitResponse(code=int(code), code_name=code.name, message=str(exc.rejection))
-        if outcome is None:
-            return ledger_pb2.SubmitResponse(code=int(Code.MALFORMED), code_name="MALFORMED",
-                                             message=f"a transaction has at most {MAX_TX_BYTES} bytes")
-        return _response(decode(raw)[3], outcome)
+    async def _wait(self, tx: Tx) -> ledger_pb2.SubmitResponse:
+        return _response(tx.tx_id, await self.runtime.enqueue(tx))
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -255,7 +280,8 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
         this = ledger_pb2.NodeStatus(node_id=replica.id, name=runtime.config.name, address=runtime.config.listen,
                                      role=role, term=replica.raft.term, applied_height=replica.height,
                                      certified_height=replica.certified_height,
-                                     storage_failure=runtime.storage.failure or "")
+                                     storage_failure=runtime.storage.failure or "",
+                                     throttled_calls=runtime.throttled_calls)
         return ledger_pb2.ClusterStatus(chain_id=runtime.ledger.chain_id, leader_id=replica.leader or "",
                                         leader_address=runtime.leader_address() or "", nodes=[this],
                                         this_node_id=replica.id)
@@ -263,6 +289,12 @@ class LedgerService(ledger_pb2_grpc.LedgerServicer):
     async def _check_id(self, context, value: bytes, size: int, name: str) -> None:
         if len(value) != size:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{name} has {size} bytes, got {len(value)}")
+
+
+def _caller(context) -> str:
+    """Whom a submission's signature checks are charged to: the caller's TLS identity."""
+    identity = peer_identity(context)
+    return UNIDENTIFIED_CALLER if identity is None else f"{identity.role}/{identity.party_id.hex()}"
 
 
 class MalformedRequest:

@@ -617,6 +617,8 @@ def run_workload(cluster: LocalCluster) -> Workload:
         submit(client, w.redeem(w.p, m2, 5), Code.INSUFFICIENT_POINTS)
         submit(client, w.governance(GovernanceAction.ADMIT, Role.CENTRE, key("never"), signers=1),
                Code.INSUFFICIENT_APPROVALS)
+        w.count -= 2          # the bookstore's deposit and the one-signer governance were refused at
+                              # admission (docs/ARCHITECTURE.md, "Admission"): never recorded
         submit(client, w.governance(GovernanceAction.ADMIT, Role.CENTRE, w.centre_c))
         submit(client, w.deposit(w.centre_c, m4, 25))
         submit(client, w.tx(w.q, Refund(r2.tx_id, 40, "cancelled")))

@@ -104,7 +104,9 @@ def test_garbage_in_a_transaction_is_invalid_argument_with_its_code(cluster, lea
         raw, code = encode(wire), 1
     elif case == "wrong_chain":
         raw, code = make_tx(cluster.key("centre"), os.urandom(16), os.urandom(16), good.payload).raw, 2
-    else:
+    else:       # a registration by the centre passes admission's state checks; its signature does not
+        wire = decode(make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
+                              RegisterMember(SigningKey.generate().public_key)).raw)
         wire[6] = bytes(64)
         raw, code = encode(wire), 3
     before = _heights(cluster)
@@ -115,14 +117,29 @@ def test_garbage_in_a_transaction_is_invalid_argument_with_its_code(cluster, lea
 
 
 def test_a_rule_rejection_is_failed_precondition_and_recorded(cluster, leader_stub):
-    tx = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
-                 Deposit(os.urandom(20), 5, DepositKind.OTHER, 0, "nobody", 0))
+    member = SigningKey.generate()
+    first = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(member.public_key))
+    assert leader_stub.Submit(ledger_pb2.SubmitRequest(tx=first.raw), timeout=10).code == 0
+    tx = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16), RegisterMember(member.public_key))
     status, metadata = _refusal(lambda: leader_stub.Submit(ledger_pb2.SubmitRequest(tx=tx.raw), timeout=10))
     assert status == grpc.StatusCode.FAILED_PRECONDITION
-    assert metadata["nanum-code-name"] == "UNKNOWN_MEMBER"
+    assert metadata["nanum-code-name"] == "MEMBER_EXISTS"
     # Recorded with its code: asking again returns the same answer, from the same height.
     again_status, again = _refusal(lambda: leader_stub.Submit(ledger_pb2.SubmitRequest(tx=tx.raw), timeout=10))
     assert again_status == status and again["nanum-height"] == metadata["nanum-height"]
+
+
+def test_what_the_state_refuses_at_admission_is_failed_precondition_and_not_recorded(cluster, leader_stub):
+    """A deposit for no member is refused before it reaches a block (docs/ARCHITECTURE.md,
+    "Admission"): the code, no height, nothing written, the same answer again."""
+    tx = make_tx(cluster.key("centre"), cluster.chain_id, os.urandom(16),
+                 Deposit(os.urandom(20), 5, DepositKind.OTHER, 0, "nobody", 0))
+    before = _heights(cluster)
+    for _ in range(2):
+        status, metadata = _refusal(lambda: leader_stub.Submit(ledger_pb2.SubmitRequest(tx=tx.raw), timeout=10))
+        assert status == grpc.StatusCode.FAILED_PRECONDITION
+        assert metadata["nanum-code-name"] == "UNKNOWN_MEMBER" and "nanum-height" not in metadata
+    assert _heights(cluster) == before
 
 
 @pytest.mark.parametrize("request_", [

@@ -22,6 +22,7 @@ from ledger.state import MEMBER, Overlay
 from ledger.tx import (
     Deposit,
     DepositKind,
+    Governance,
     GovernanceAction,
     Redeem,
     Refund,
@@ -622,3 +623,39 @@ def test_block_time_earlier_than_the_previous_block_is_clamped(c, chain, jiwoo):
 def test_block_time_never_exceeds_the_documented_maximum(c, chain, jiwoo):
     chain.apply(c.deposit(jiwoo, 1), time_ms=MAX_TIME_MS + 10)
     assert chain.head.header.time_ms == MAX_TIME_MS
+
+
+# --- the checks a node makes at admission, before any signature -----------------------------
+
+
+def test_the_admission_checks_give_the_code_the_rules_give(c, chain, jiwoo):
+    """``refusal_before_signatures`` refuses exactly with the code apply_tx would record, and
+    never refuses what the rules accept: every kind, by every kind of author (a stranger's key,
+    an admin, a centre, a partner, a retired centre), and governance with every signer set."""
+    from ledger.rules import refusal_before_signatures
+    stranger, retired, newcomer = key("stranger"), key("retired centre"), key("newcomer")
+    assert chain.run(c.governance(ADMIT, Role.CENTRE, retired, name="soon retired")) == [Code.OK]
+    assert chain.run(c.governance(RETIRE, Role.CENTRE, retired)) == [Code.OK]
+    voucher = c.voucher(jiwoo, 10)
+    payloads = [c.deposit(jiwoo, 5).payload, c.deposit(key("nobody"), 5).payload,
+                c.register(key("someone")).payload, c.redeem(voucher, 5).payload,
+                c.reverse(bytes(16)).payload, c.refund(bytes(16), 1).payload,
+                c.deposit(jiwoo, 0).payload]
+    authors = [stranger, c.admins[0], c.centres[0], c.partners[0], retired]
+    txs = [c.make(author, payload) for author in authors for payload in payloads]
+    admit = Governance(ADMIT, Role.PARTNER, newcomer.public_key, "new partner", "")
+    signer_sets = [(c.admins[0], ()), (c.admins[0], (c.admins[1],)), (c.admins[0], tuple(c.admins[1:])),
+                   (c.admins[0], (c.admins[1], stranger)), (stranger, (c.admins[0], c.admins[1])),
+                   (c.admins[0], tuple(c.admins[1:]) + (stranger,)), (c.centres[0], (c.admins[0],))]
+    txs += [c.make(author, admit, approvers=approvers) for author, approvers in signer_sets]
+    seen = set()
+    for tx in txs:
+        refusal = refusal_before_signatures(tx, chain.view)
+        code = apply_tx(tx, Overlay(chain.state), GENESIS_TIME_MS + 1)
+        if refusal is not None:
+            assert refusal[0] == code, (tx.kind.name, refusal, code)
+            assert refusal[1], "a refusal says why"
+        assert code != Code.OK or refusal is None, (tx.kind.name, code)
+        seen.add((refusal is not None, code))
+    assert {(True, Code.NOT_AUTHORISED), (True, Code.UNKNOWN_MEMBER), (True, Code.INSUFFICIENT_APPROVALS),
+            (False, Code.OK), (False, Code.AMOUNT_OUT_OF_RANGE)} <= seen, seen

@@ -475,3 +475,44 @@ def test_an_index_entry_pointing_at_the_wrong_place_is_a_store_error(tmp_path):
         with pytest.raises(StoreError, match="node check --full"):
             ledger.store.tx_record(deposit.tx_id)
     ledger.close()
+
+
+# --- the history index holds what took effect (issue 15, finding 3) ----------------------------
+
+
+FLOOD = 10_001          # one more than a history read of MAX_HISTORY_ITEMS_ALL (cli/session.py) takes
+
+
+def test_a_flood_of_refused_deposits_naming_a_member_leaves_that_members_history_as_it_was(tmp_path):
+    """Finding 3: refused deposits naming member X went into X's history, and 10,001 of them (by
+    a key that is no party, or by a centre with an amount out of range) pushed X's real entries
+    past every bounded history read. A refused entry is now indexed under its author only."""
+    from ledger.keys import SigningKey
+    from ledger.ledger import MAX_HISTORY_PAGE
+    from ledger.limits import MAX_POINTS_PER_TX, MAX_TXS_PER_BLOCK
+
+    ledger, consortium, txs = small_chain(tmp_path / "store")
+    alice = consortium.member("alice").party_id
+    before = ledger.history(alice)
+    stranger = SigningKey.from_seed(bytes(range(32)))
+    flood = [consortium.deposit(consortium.member("alice"), 5, author=stranger) for _ in range(FLOOD - 1)]
+    flood.append(consortium.deposit(consortium.member("alice"), MAX_POINTS_PER_TX + 1))   # the centre's, refused
+    height = ledger.height
+    for start in range(0, len(flood), MAX_TXS_PER_BLOCK):
+        height += 1
+        executed = ledger.build(flood[start:start + MAX_TXS_PER_BLOCK], time_of(height))
+        assert set(executed.codes) == {Code.NOT_AUTHORISED} or start + MAX_TXS_PER_BLOCK >= len(flood)
+        ledger.commit(executed)
+    assert ledger.tx(flood[-1].tx_id).code == Code.AMOUNT_OUT_OF_RANGE
+    page = ledger.history_page(alice, limit=MAX_HISTORY_PAGE)
+    assert [tx for _, _, tx, _ in page.items] == [tx for _, _, tx, _ in before] and not page.more
+    assert len(before) == 4 and all(code == Code.OK for _, _, _, code in before)
+    # each refused entry is its author's: the stranger's history holds all its junk
+    assert len(ledger.history_page(stranger.party_id, limit=MAX_HISTORY_PAGE).items) == MAX_HISTORY_PAGE
+    centre = consortium.centres[0].party_id
+    assert ledger.history(centre, limit=MAX_HISTORY_PAGE)[-1][2] == flood[-1]
+    # what takes effect later is still in her history, right after her earlier entries
+    later = consortium.deposit(consortium.member("alice"), 7)
+    ledger.commit(ledger.build([later], time_of(height + 1)))
+    assert [tx for _, _, tx, _ in ledger.history(alice)][-1] == later
+    assert_verifies(ledger)

@@ -5,17 +5,19 @@ with the same id, in flight at once, must not both be told OK: the one the chain
 ``EXISTS_WITH_DIFFERENT_FIELDS`` is answered with that code, the same answer a resubmission of
 its bytes gets later (issue 16, defect 1).
 
-A NodeRuntime is built without its server: a stand-in replica admits with the real static
-check and records what is proposed; blocks are built and committed by a real Ledger.
+A NodeRuntime is built without its server: the real admission (node.admission) over a stand-in
+replica that records what is proposed; blocks are built and committed by a real Ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 from ledger.codes import Code
 from ledger.ledger import Ledger
+from node.admission import Admission
 from node.batch import VerifiedTxs
 from node.durability import StorageGuard
 from node.runtime import NodeRuntime
@@ -44,6 +46,9 @@ def _runtime(tmp_path) -> tuple[NodeRuntime, TestConsortium]:
                                      submit_timeout_ms=5_000, clock_offset_ms=0)
     runtime.ledger = Ledger.create(tmp_path / "store", consortium.genesis_raw)
     runtime.replica = _Replica(consortium.chain_id)
+    runtime.admission = Admission(runtime.ledger, runtime.replica.verified, ThreadPoolExecutor(1),
+                                  max_batch_signatures=100, max_signatures_per_second_per_caller=10_000,
+                                  max_signature_burst_per_caller=10_000)
     runtime._pending, runtime._waiters, runtime._proposed = [], {}, []
     runtime._flush_handle = None
     runtime.storage = StorageGuard(lambda cause: None)

@@ -227,7 +227,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "name", "address", "role", "term", "applied_height", "certified_height", "lag_blocks", "storage_failure")
+    __slots__ = ("node_id", "name", "address", "role", "term", "applied_height", "certified_height", "lag_blocks", "storage_failure", "throttled_calls")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +237,7 @@ class NodeStatus(_message.Message):
     CERTIFIED_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     LAG_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     STORAGE_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_CALLS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     address: str
@@ -246,7 +247,8 @@ class NodeStatus(_message.Message):
     certified_height: int
     lag_blocks: int
     storage_failure: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., applied_height: _Optional[int] = ..., certified_height: _Optional[int] = ..., lag_blocks: _Optional[int] = ..., storage_failure: _Optional[str] = ...) -> None: ...
+    throttled_calls: int
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., role: _Optional[str] = ..., term: _Optional[int] = ..., applied_height: _Optional[int] = ..., certified_height: _Optional[int] = ..., lag_blocks: _Optional[int] = ..., storage_failure: _Optional[str] = ..., throttled_calls: _Optional[int] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
     __slots__ = ("chain_id", "leader_id", "leader_address", "nodes", "this_node_id")
