@@ -31,6 +31,7 @@ from ledger.store import Store
 from ledger.tx import Tx
 from ledger.verify import check_store
 from node.batch import precheck_blocks
+from node.call_policy import CallPolicyInterceptor, ListedClients
 from node.codec import BlocksResponse
 from node.config import NodeConfig
 from node.durability import STORAGE_ERRORS, StorageFailed, StorageGuard
@@ -134,7 +135,8 @@ class NodeRuntime:
 
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
-        self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)],
+                                       interceptors=[self._call_policy()])   # who may call what
         add_ledger_service(LedgerService(self, now_ms=self.clock_ms), self._server)   # malformed -> MALFORMED
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -197,6 +199,11 @@ class NodeRuntime:
         result = self.health.set("", status)
         if asyncio.iscoroutine(result):
             await result
+
+    def _call_policy(self) -> CallPolicyInterceptor:
+        listed = ListedClients(frozenset(bytes.fromhex(i) for i in self.config.auditor_ids),
+                               frozenset(bytes.fromhex(i) for i in self.config.member_cert_ids))
+        return CallPolicyInterceptor(self.ledger.party, listed, lambda: self.storage.failure is not None)
 
     def _server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(

@@ -240,6 +240,8 @@ def node_toml_without_ids(layout):
     text = layout.nodes[0].config_file.read_text()
     for node in layout.nodes:
         text = text.replace(node.node_id, f"<id of {node.name}>")
+    for client in (layout.auditor, layout.members):       # random ids of client-only certificates
+        text = text.replace(client.party_id, f"<id of {client.name}>")
     return text
 
 
