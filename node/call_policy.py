@@ -12,7 +12,9 @@ issued it and that it is within its validity period. Then, in order:
 1. a certificate without a nanum identity is UNAUTHENTICATED;
 2. a certificate of a ledger party role (node, centre, partner, admin) must name an *active*
    party of that role in this node's ledger state at its head: retiring a party by governance
-   revokes its certificates as soon as the block is applied here. The auditor and the shared
+   revokes its certificates as soon as the block is applied here. (A party a follower does not
+   know yet is sent to the leader, UNAVAILABLE: it may have been admitted in a block the
+   follower has not applied.) The auditor and the shared
    member certificates are no ledger parties: their party ids must be listed in the node's
    config (``auditor_ids``, ``member_cert_ids``, written by ``nanum init``);
 3. the role must be one the table lets call the method;
@@ -77,11 +79,24 @@ _WHY = {
 
 
 class CallDenied(Exception):
-    """This caller may not make this call; ``status`` is the gRPC status to answer with."""
+    """This caller may not make this call (here); ``status`` is the gRPC status to answer with,
+    ``leader`` the leader's address for a caller sent on (UNAVAILABLE)."""
 
-    def __init__(self, status: grpc.StatusCode, message: str) -> None:
+    def __init__(self, status: grpc.StatusCode, message: str, leader: str | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.leader = status, leader
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the policy asks of the node: a party at its head (None if unknown), whether it
+    leads (and where the leader is), and whether its storage failed (then its state cannot be
+    read, and it answers only GetStatus, node.durability)."""
+
+    party: Callable[[bytes], Party | None]
+    is_leader: Callable[[], bool]
+    leader_address: Callable[[], str | None]
+    storage_failed: Callable[[], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +125,11 @@ def _who_may(method: str, roles: frozenset[str]) -> str:
     return f"{name} is called by {', '.join(listed)}{_WHY.get(method, '')}"
 
 
-def check_current(identity: Identity, party: Callable[[bytes], Party | None], listed: ListedClients) -> None:
+def check_current(identity: Identity, node: NodeView, listed: ListedClients) -> None:
     """Revocation: the certificate speaks for an active party of its role at this node's head,
-    or is a listed auditor or member certificate."""
+    or is a listed auditor or member certificate. A party this node does not know may have been
+    admitted in a block it has not applied yet: a follower sends the caller to the leader
+    (UNAVAILABLE), which applied every block it acknowledged; the leader refuses it."""
     role = LEDGER_ROLES.get(identity.role)
     if role is None:
         if not listed.lists(identity):
@@ -120,11 +137,15 @@ def check_current(identity: Identity, party: Callable[[bytes], Party | None], li
                              f"this {identity.role} certificate ({identity.party_id.hex()}) is not one this node "
                              f"accepts (node.toml {'auditor_ids' if identity.role == 'auditor' else 'member_cert_ids'})")
         return
-    record = party(identity.party_id)
+    record = node.party(identity.party_id)
     if record is not None and record.role == role and not record.active:
         raise CallDenied(grpc.StatusCode.PERMISSION_DENIED,
                          f"this certificate's {identity.role} ({identity.party_id.hex()}) was retired by "
                          f"governance: its certificates are revoked")
+    if record is None and not node.is_leader():
+        raise CallDenied(grpc.StatusCode.UNAVAILABLE,
+                         f"this node does not know the certificate's {identity.role} ({identity.party_id.hex()}) "
+                         f"yet; ask the leader", node.leader_address())
     if record is None or record.role != role:
         raise CallDenied(grpc.StatusCode.PERMISSION_DENIED,
                          f"this certificate's {identity.role} ({identity.party_id.hex()}) is not one of the "
@@ -200,18 +221,15 @@ def caller_identity(context) -> Identity:
 
 
 class CallPolicyInterceptor(grpc.aio.ServerInterceptor):
-    """Applies the policy to every call before its handler. ``party`` looks a party up in the
-    node's ledger state at its head; ``skip_revocation`` says when that state cannot be read
-    (the node's storage failed: it answers only GetStatus then, node.durability)."""
+    """Applies the policy to every call before its handler."""
 
-    def __init__(self, party: Callable[[bytes], Party | None], listed: ListedClients,
-                 skip_revocation: Callable[[], bool] = lambda: False) -> None:
-        self._party, self._listed, self._skip_revocation = party, listed, skip_revocation
+    def __init__(self, node: NodeView, listed: ListedClients) -> None:
+        self._node, self._listed = node, listed
 
     def _check(self, method: str, request, context) -> None:
         identity = caller_identity(context)
-        if not self._skip_revocation():
-            check_current(identity, self._party, self._listed)
+        if not self._node.storage_failed():
+            check_current(identity, self._node, self._listed)
         check_method(identity, method)
         if method in SUBMIT_METHODS:
             check_submission(identity, method, request)
@@ -221,7 +239,8 @@ class CallPolicyInterceptor(grpc.aio.ServerInterceptor):
             self._check(method, request, context)
         except CallDenied as denied:
             log.info("refused %s: %s", method, denied)
-            await context.abort(denied.status, str(denied))
+            leader = (("nanum-leader", denied.leader),) if denied.leader else ()
+            await context.abort(denied.status, str(denied), trailing_metadata=leader)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -265,5 +284,5 @@ def _wrapped(handler: grpc.RpcMethodHandler, method: str, guard) -> grpc.RpcMeth
     return make(streaming, **serial)
 
 
-__all__ = ["CALLERS", "CallDenied", "CallPolicyInterceptor", "ListedClients", "allowed_roles", "check_authored",
+__all__ = ["CALLERS", "CallDenied", "CallPolicyInterceptor", "ListedClients", "NodeView", "allowed_roles", "check_authored",
            "check_current", "check_method", "read_envelope"]

@@ -31,7 +31,7 @@ from ledger.store import Store
 from ledger.tx import Tx
 from ledger.verify import check_store
 from node.batch import precheck_blocks
-from node.call_policy import CallPolicyInterceptor, ListedClients
+from node.call_policy import CallPolicyInterceptor, ListedClients, NodeView
 from node.codec import BlocksResponse
 from node.config import NodeConfig
 from node.durability import STORAGE_ERRORS, StorageFailed, StorageGuard
@@ -203,7 +203,9 @@ class NodeRuntime:
     def _call_policy(self) -> CallPolicyInterceptor:
         listed = ListedClients(frozenset(bytes.fromhex(i) for i in self.config.auditor_ids),
                                frozenset(bytes.fromhex(i) for i in self.config.member_cert_ids))
-        return CallPolicyInterceptor(self.ledger.party, listed, lambda: self.storage.failure is not None)
+        node = NodeView(party=self.ledger.party, is_leader=lambda: self.replica.is_leader,
+                        leader_address=self.leader_address, storage_failed=lambda: self.storage.failure is not None)
+        return CallPolicyInterceptor(node, listed)
 
     def _server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
