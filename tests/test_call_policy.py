@@ -316,3 +316,60 @@ def test_a_link_to_an_address_where_another_node_answers_is_refused(world):
 
 def test_a_link_to_the_right_node_opens(world):
     assert _link_error(world, peer_index=1, address_index=1, seconds=1.0) is None
+
+
+# --- the policy's pure parts: envelopes of untrusted bytes, the table -------------------------
+
+from ledger.encoding import encode                                            # noqa: E402
+from ledger.limits import MAX_APPROVALS, MAX_TX_BYTES                         # noqa: E402
+from node.call_policy import CallDenied, allowed_roles, check_authored, read_envelope   # noqa: E402
+
+_KEY = SigningKey.from_seed(b"k" * 32)
+_OTHER = SigningKey.from_seed(b"o" * 32)
+
+
+def _wire(kind=2, author=None, approvals=()):
+    return encode([1, b"c" * 16, kind, b"t" * 16, author or _KEY.public_key, [], b"s" * 64,
+                   [[k, b"s" * 64] for k in approvals]])
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"\xc1", b"\x93\x01\x02\x03", encode([1, 2, 3]), _wire()[:-1],
+    encode([1, b"c" * 16, 2, b"t" * 16, b"short", [], b"s" * 64, []]),          # author not 32 bytes
+    encode([1, b"c" * 16, "two", b"t" * 16, b"a" * 32, [], b"s" * 64, []]),     # kind not a number
+    _wire(approvals=[b"a" * 32] * (MAX_APPROVALS + 1)),                          # past the limit
+    encode([1, b"c" * 16, 7, b"t" * 16, b"a" * 32, [], b"s" * 64, [[b"short", b"s"]]]),
+    b"\xc6" + (MAX_TX_BYTES + 1).to_bytes(4, "big") + b"x" * (MAX_TX_BYTES + 1),   # past MAX_TX_BYTES
+])
+def test_bytes_that_are_no_envelope_read_as_none(raw):
+    assert read_envelope(raw) is None
+
+
+def test_an_envelope_names_its_author_and_approvers():
+    envelope = read_envelope(_wire(kind=7, approvals=[_OTHER.public_key]))
+    assert (envelope.kind, envelope.author_id, envelope.approver_ids) == (7, _KEY.party_id, (_OTHER.party_id,))
+    assert read_envelope(_wire(approvals=[b"a" * 32] * MAX_APPROVALS)) is not None   # at the limit
+
+
+def test_an_admin_carries_only_governance_it_approved():
+    admin = pki.Identity("admin", "admin-1", _OTHER.party_id)
+    check_authored(admin, _wire(kind=7, approvals=[_OTHER.public_key]))          # governance: allowed
+    with pytest.raises(CallDenied):
+        check_authored(admin, _wire(kind=3, approvals=[_OTHER.public_key]))      # a "deposit" with approvals
+    centre = pki.Identity("centre", "c", _OTHER.party_id)
+    with pytest.raises(CallDenied):
+        check_authored(centre, _wire(kind=7, approvals=[_OTHER.public_key]))     # approvals make no centre an author
+
+
+def test_a_method_in_no_row_is_closed_to_everyone():
+    assert allowed_roles("/nanum.v1.Ledger/Unknown") == frozenset()
+    assert allowed_roles("/nanum.v1.Consensus/Exchange") == frozenset({"node"})
+    assert "member" in allowed_roles("/grpc.health.v1.Health/Check")
+
+
+def test_every_ledger_and_consensus_method_has_a_row():
+    from node.wire import consensus_pb2, ledger_pb2
+    for module, service in ((ledger_pb2, "Ledger"), (consensus_pb2, "Consensus")):
+        descriptor = module.DESCRIPTOR.services_by_name[service]
+        for method in descriptor.methods:
+            assert allowed_roles(f"/{descriptor.full_name}/{method.name}"), method.name
