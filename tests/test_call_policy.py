@@ -280,9 +280,11 @@ def test_a_ca_issued_certificate_of_no_current_party_is_refused(world, role):
     with _client(cluster, issued_tls(cluster, role, "stranger", os.urandom(20))) as stranger:
         for i, address in enumerate(cluster.layout.addresses):
             got = outcome(stranger.status_of, address)
-            # A follower may not have applied a party's admission yet: it sends the caller on.
-            follower = i != leader and role not in ("auditor", "member")
-            assert got == (grpc.StatusCode.UNAVAILABLE if follower else DENIED), f"node {i}"
+            if role in ("auditor", "member"):          # the node's config decides, on every node
+                assert got == DENIED, f"node {i}"
+            else:       # a follower may not have applied an admission yet: it sends the caller on
+                assert got == (DENIED if i == leader else grpc.StatusCode.UNAVAILABLE) or \
+                    cluster.leader() != leader, f"node {i}: {got}"
         assert outcome(stranger.checkpoint) == DENIED       # the client follows to the leader
 
 
@@ -373,3 +375,22 @@ def test_every_ledger_and_consensus_method_has_a_row():
         descriptor = module.DESCRIPTOR.services_by_name[service]
         for method in descriptor.methods:
             assert allowed_roles(f"/{descriptor.full_name}/{method.name}"), method.name
+
+
+def test_health_and_reflection_pass_the_interceptor_for_every_certificate(world):
+    """The unary-stream and stream-stream paths of the interceptor, with the member certificate."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+    tls = world["tls"]["member cert"]
+    credentials = grpc.ssl_channel_credentials(tls.ca_cert, tls.key, tls.cert)
+    with grpc.secure_channel(world["cluster"].layout.addresses[0], credentials) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=5)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                                  timeout=5)
+        names = [s.name for s in next(answers).list_services_response.service]
+        assert "nanum.v1.Ledger" in names
