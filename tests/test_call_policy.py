@@ -18,10 +18,12 @@ import grpc
 import pytest
 
 from ledger.keys import SigningKey, read_key_file
-from ledger.tx import Governance, GovernanceAction, RegisterMember, Role, make_tx
+from ledger.encoding import encode
+from ledger.limits import MAX_APPROVALS, MAX_TX_BYTES
+from ledger.tx import Deposit, DepositKind, Governance, GovernanceAction, Redeem, RegisterMember, Role, make_tx
 from ledger.voucher import sign_voucher
-from ledger.tx import Redeem
 from node import pki
+from node.call_policy import CallDenied, allowed_roles, check_authored, read_envelope
 from node.client import ClientError, LedgerClient, TlsFiles
 from node.peers import PeerLink
 from tests.test_receipt import start_cluster
@@ -95,7 +97,6 @@ class Maker:
         return make_tx(self.keys[author], self.chain_id, os.urandom(16), payload, approvers=tuple(approvers))
 
     def deposit(self, centre: str, member: SigningKey, points: int):
-        from ledger.tx import Deposit, DepositKind
         return self.tx(centre, Deposit(member.party_id, points, DepositKind.OTHER, 0, "CALLS", 0))
 
     def redemption(self, partner: str, member: SigningKey, points: int):
@@ -321,10 +322,6 @@ def test_a_link_to_the_right_node_opens(world):
 
 
 # --- the policy's pure parts: envelopes of untrusted bytes, the table -------------------------
-
-from ledger.encoding import encode                                            # noqa: E402
-from ledger.limits import MAX_APPROVALS, MAX_TX_BYTES                         # noqa: E402
-from node.call_policy import CallDenied, allowed_roles, check_authored, read_envelope   # noqa: E402
 
 _KEY = SigningKey.from_seed(b"k" * 32)
 _OTHER = SigningKey.from_seed(b"o" * 32)
