@@ -178,6 +178,10 @@ class LoadSpec:
     key: bytes = b""
     channels: int = 4                    # gRPC connections shared by the workers (nanum)
     deadline_s: float = 600.0            # the whole timed part
+    # (cert, key) per connection, connection j using identities[j % len] (nanum; default: the
+    # one cert and key): a certificate carries only its own party's transactions, so worker i,
+    # which uses connection i % channels, must submit only that identity's.
+    identities: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -241,11 +245,12 @@ def _nanum_workers(spec: LoadSpec, recorder: _Recorder, stop_at: list[float]):
 
     from node.wire import ledger_pb2, ledger_pb2_grpc
 
-    credentials = grpc.ssl_channel_credentials(spec.ca_cert, spec.key, spec.cert)
+    identities = spec.identities or [(spec.cert, spec.key)]
+    credentials = [grpc.ssl_channel_credentials(spec.ca_cert, key, cert) for cert, key in identities]
     options = [("grpc.use_local_subchannel_pool", 1),              # a connection per channel
                ("grpc.max_receive_message_length", 8 << 20)]
-    pools = [{address: grpc.secure_channel(address, credentials, options=options)
-              for address in spec.addresses} for _ in range(max(1, spec.channels))]
+    pools = [{address: grpc.secure_channel(address, credentials[j % len(credentials)], options=options)
+              for address in spec.addresses} for j in range(max(1, spec.channels))]
     for pool in pools:                                              # connect before timing
         for channel in pool.values():
             try:

@@ -110,6 +110,9 @@ class Consortium:
         party = layout.centres[0]
         self.tls = (layout.ca_cert_file.read_bytes(), party.tls_cert_file.read_bytes(),
                     party.tls_key_file.read_bytes())
+        # The centre's and the bookstore's (cert, key): each submits only its own transactions.
+        self.identities = [(p.tls_cert_file.read_bytes(), p.tls_key_file.read_bytes())
+                           for p in (layout.centres[0], layout.partners[0])]
 
     def leader_address(self) -> str:
         return self.cluster.layout.nodes[self.cluster.leader()].address
@@ -172,9 +175,13 @@ class Consortium:
         tls = TlsFiles.load(layout.ca_cert_file, party.tls_cert_file, party.tls_key_file)
         return LedgerClient(addresses, tls, timeout_ms=120_000)
 
-    def spec(self, work: list[list[bytes]], deadline_s: float, channels: int) -> LoadSpec:
+    def spec(self, work: list[list[bytes]], deadline_s: float, channels: int, mixed: bool = False) -> LoadSpec:
+        """``mixed``: worker i's work is the centre's for even i, the bookstore's for odd i
+        (``channels`` then even: worker i uses connection i % channels)."""
         ca, cert, key = self.tls
-        return LoadSpec("nanum", self.addresses_leader_first(), work, ca, cert, key, channels, deadline_s)
+        assert not mixed or channels % 2 == 0
+        return LoadSpec("nanum", self.addresses_leader_first(), work, ca, cert, key, channels, deadline_s,
+                        identities=self.identities if mixed else [])
 
     def leader_height(self) -> int:
         return self.heights()[self.cluster.leader()][0]
@@ -232,8 +239,9 @@ def run_w1(con: Consortium, count: int, folder: Path, profile: str | None = None
 
 
 def w2_work(con: Consortium, total: int, clients: int) -> list[list[bytes]]:
-    """Half deposits, half redemptions of 1 point (every member holds FUND_POINTS), interleaved
-    in each client's list; vouchers are signed by the members here, before anything is timed."""
+    """Half deposits, half redemptions of 1 point (every member holds FUND_POINTS): the even
+    clients deposit (the centre's certificate), the odd ones redeem (the bookstore's); vouchers
+    are signed by the members here, before anything is timed."""
     work: list[list[bytes]] = [[] for _ in range(clients)]
     for i in range(total):
         member = con.members[i % len(con.members)]
@@ -247,7 +255,7 @@ def run_w2(con: Consortium, total: int, clients: int, folder: Path, profile: str
     before = con.leader_height()
     profilers = _start_profilers(con, profile, folder) if profile else []
     cpu_before = con.nodes_cpu_s()
-    result = run_load(con.spec(work, deadline_s=600, channels=CHANNELS), folder)
+    result = run_load(con.spec(work, deadline_s=600, channels=CHANNELS, mixed=True), folder)
     for profiler in profilers:
         _stop_profiler(profiler)
     say("[W2] " + summary_line(f"nanum {clients} concurrent clients, {CHANNELS} connections", result))

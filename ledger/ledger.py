@@ -27,7 +27,7 @@ from ledger.block import (
 from ledger.codes import Code
 from ledger.encoding import DecodeError, decode
 from ledger.limits import MAX_BLOCK_BYTES, PARTY_ID_BYTES, TX_ID_BYTES
-from ledger.state import MemoryState, Member, Overlay, RedemptionRecord, TxRecord
+from ledger.state import MemoryState, Member, Overlay, Party, RedemptionRecord, TxRecord
 from ledger.memory_store import MemoryStore
 from ledger.store import DEFAULT_MAP_SIZE_BYTES, Store, StoreError
 from ledger.tx import Genesis, Tx, check_tx, decode_tx
@@ -169,6 +169,13 @@ class Ledger:
         _check_size(member_id, PARTY_ID_BYTES, "a member id")
         with self.store.reader() as r:
             return Overlay(r).member(member_id)
+
+    def party(self, party_id: bytes) -> Party | None:
+        """The consortium party (admin, centre, partner or node) with this id at the head, active
+        or retired, or None."""
+        _check_size(party_id, PARTY_ID_BYTES, "a party id")
+        with self.store.reader() as r:
+            return Overlay(r).party(party_id)
 
     def parties(self, tx: Tx) -> set[bytes]:
         """Every id ``tx`` concerns (its author and the member it names or touches), whatever its

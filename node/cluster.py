@@ -20,6 +20,9 @@ from pathlib import Path
 import grpc
 
 from ledger.keys import SigningKey, read_key_file
+from ledger.tx import TxKind
+from node import pki
+from node.call_policy import read_envelope
 from node.client import LedgerClient, TlsFiles
 from node.consortium import ConsortiumLayout, ConsortiumSpec, create_consortium
 
@@ -150,10 +153,25 @@ class LocalCluster:
     # --- parties ---------------------------------------------------------------------------
 
     def client(self, who: str = "centre", timeout_ms: int = 10_000) -> LedgerClient:
-        party = self._party(who)
+        return self.client_of(self._party(who), timeout_ms)
+
+    def client_of(self, party, timeout_ms: int = 10_000) -> LedgerClient:
+        """A client with the TLS certificate of ``party`` (a layout's centre, partner, node, …)."""
         return LedgerClient(list(self.layout.addresses),
                             TlsFiles.load(self.layout.ca_cert_file, party.tls_cert_file, party.tls_key_file),
                             timeout_ms)
+
+    def issued_tls(self, role: str, name: str, party_id: bytes, valid_days: int = 1) -> TlsFiles:
+        """A fresh TLS certificate from the consortium CA for any identity (``nanum init``
+        issues none for admins, nor for parties admitted later)."""
+        ca_key, ca_cert = pki.read_private_key(self.layout.ca_key_file), pki.read_certificate(self.layout.ca_cert_file)
+        tls_key = pki.generate_tls_key()
+        cert = pki.issue_certificate(ca_key, ca_cert, pki.Identity(role, name, party_id), tls_key.public_key(),
+                                     [], valid_days)
+        return TlsFiles(self.layout.ca_cert_file.read_bytes(), pki.certificate_pem(cert), pki.private_key_pem(tls_key))
+
+    def issued_client(self, role: str, name: str, party_id: bytes, timeout_ms: int = 10_000) -> LedgerClient:
+        return LedgerClient(list(self.layout.addresses), self.issued_tls(role, name, party_id), timeout_ms)
 
     def key(self, who: str) -> SigningKey:
         """The Ed25519 signing key of 'centre' or 'partner' (the first of each)."""
@@ -163,8 +181,62 @@ class LocalCluster:
         return {"centre": self.layout.centres[0], "partner": self.layout.partners[0],
                 "auditor": self.layout.auditor, "member": self.layout.members}[who]
 
+    def author_clients(self, timeout_ms: int = 10_000) -> "AuthorClients":
+        return AuthorClients(self, timeout_ms)
+
     def genesis(self) -> bytes:
         return self.layout.genesis_file.read_bytes()
 
     def summary(self) -> dict:
         return json.loads(self.layout.genesis_json.read_text())
+
+
+# The role whose certificate carries a transaction of each kind (for parties without one in the
+# layout: admins, and parties admitted after genesis).
+_AUTHOR_ROLES = {TxKind.REGISTER_MEMBER: "centre", TxKind.DEPOSIT: "centre", TxKind.REVERSAL: "centre",
+                 TxKind.REDEEM: "partner", TxKind.REFUND: "partner", TxKind.GOVERNANCE: "admin"}
+
+
+class AuthorClients:
+    """Submits each transaction over its author's own TLS certificate, as each party does (a
+    certificate carries only its party's transactions: docs/ARCHITECTURE.md, "Who may call
+    what"). Authors without a certificate in the layout get one issued from the CA."""
+
+    def __init__(self, cluster: LocalCluster, timeout_ms: int) -> None:
+        self._cluster, self._timeout_ms = cluster, timeout_ms
+        layout = cluster.layout
+        self._parties = {bytes.fromhex(p.party_id): p for p in (*layout.centres, *layout.partners)}
+        self._admins = {bytes.fromhex(a.party_id): a.name for a in layout.admins}
+        self._clients: dict[bytes, LedgerClient] = {}
+
+    def client_for(self, raw: bytes) -> LedgerClient:
+        envelope = read_envelope(raw)
+        if envelope is None:
+            raise ClusterError("not a transaction: no author to submit it as")
+        author = envelope.author_id
+        if author not in self._clients:
+            if author in self._parties:
+                self._clients[author] = self._cluster.client_of(self._parties[author], self._timeout_ms)
+            else:
+                role = "admin" if author in self._admins else _AUTHOR_ROLES.get(envelope.kind, "centre")
+                name = self._admins.get(author, f"{role}-{author.hex()[:8]}")
+                self._clients[author] = self._cluster.issued_client(role, name, author, self._timeout_ms)
+        return self._clients[author]
+
+    def submit(self, raw: bytes):
+        return self.client_for(raw).submit(raw)
+
+    def submit_batch(self, raws: list[bytes]):
+        """One author per batch (a batch with another's transaction is refused whole)."""
+        return self.client_for(raws[0]).submit_batch(raws)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def __enter__(self) -> "AuthorClients":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -40,6 +40,7 @@ MAX_CONFIG_BYTES = 1024 * 1024          # a config file
 MAX_PATH_CHARS = 4096
 MAX_PEERS = MAX_GENESIS_PARTIES - 1     # every other node of the largest node set
 MAX_CLIENT_NODES = MAX_GENESIS_PARTIES
+MAX_LISTED_CERTIFICATES = 64            # auditor or member certificate ids one node accepts
 MIN_MESSAGE_BYTES = MAX_BLOCK_BYTES + 64 * 1024   # a message must carry the largest block
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_BATCH_SIGNATURES = 1_000_000        # the largest admission budget in signature checks a setting takes
@@ -109,6 +110,11 @@ class NodeConfig:
     # Added to this node's wall clock. For fault tests only (a node with a wrong clock): the
     # consortium bounds block time whatever one node's clock says (ledger/limits.py).
     clock_offset_ms: int = 0
+    # The certificates of callers that are no ledger party (node/call_policy.py): the party
+    # ids (SAN URI) of the auditor certificates and of the shared member certificates this node
+    # accepts. Removing an id (and restarting) revokes that certificate.
+    auditor_ids: tuple[str, ...] = ()
+    member_cert_ids: tuple[str, ...] = ()
 
     @property
     def party_id(self) -> bytes:
@@ -133,7 +139,7 @@ class ClientConfig:
 @dataclass(frozen=True, slots=True)
 class _Setting:
     key: str
-    kind: str                 # "name" | "id" | "address" | "addresses" | "dir" | "file" | "int"
+    kind: str                 # "name" | "id" | "ids" | "address" | "addresses" | "dir" | "file" | "int"
     default: Any = _REQUIRED
     low: int = 0
     high: int = 0
@@ -168,6 +174,8 @@ NODE_SETTINGS: tuple[_Setting, ...] = (
     _int("max_signature_burst_per_caller", 8_192, 1, MAX_BATCH_SIGNATURES),
     _int("map_size_bytes", 1 << 30, 1 << 20, 1 << 40),
     _int("clock_offset_ms", 0, -MAX_CLOCK_OFFSET_MS, MAX_CLOCK_OFFSET_MS),
+    _Setting("auditor_ids", "ids", ()),
+    _Setting("member_cert_ids", "ids", ()),
 )
 NODE_TABLES = ("peers",)
 PEER_KEYS = ("node_id", "name", "address")
@@ -290,7 +298,7 @@ def _from_text(setting: _Setting, text: str) -> Any:
         if not _DECIMAL.fullmatch(text.strip()):
             raise _Invalid(f"must be an integer, got {text!r}")
         return int(text)
-    if setting.kind == "addresses":
+    if setting.kind in ("addresses", "ids"):
         return [part.strip() for part in text.split(",") if part.strip()]
     return text
 
@@ -378,6 +386,15 @@ def _check_addresses(setting: _Setting, value: Any, base: Path | None,
     return addresses
 
 
+def _check_ids(setting: _Setting, value: Any, base: Path | None, check_files: bool) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_LISTED_CERTIFICATES:
+        raise _Invalid(f"must be a list of at most {MAX_LISTED_CERTIFICATES} party ids")
+    ids = tuple(_check_id(setting, item, base, check_files) for item in value)
+    if len(set(ids)) != len(ids):
+        raise _Invalid("an id is repeated")
+    return ids
+
+
 def _check_dir(setting: _Setting, value: Any, base: Path | None, check_files: bool) -> Path:
     path = _path(value, base)
     if check_files and path.exists() and not path.is_dir():
@@ -403,7 +420,7 @@ def _check_int(setting: _Setting, value: Any, base: Path | None, check_files: bo
 
 
 _CHECKS: dict[str, Callable[[_Setting, Any, Path | None, bool], Any]] = {
-    "name": _check_name, "id": _check_id, "address": _check_address,
+    "name": _check_name, "id": _check_id, "ids": _check_ids, "address": _check_address,
     "addresses": _check_addresses, "dir": _check_dir, "file": _check_file, "int": _check_int,
 }
 

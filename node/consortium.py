@@ -66,8 +66,8 @@ class ConsortiumSpec:
     threshold: int = 2
     host: str = "127.0.0.1"
     base_port: int = 7400
-    ca_valid_days: int = 3650
-    cert_valid_days: int = 3650
+    ca_valid_days: int = pki.CA_VALID_DAYS
+    cert_valid_days: int = pki.LEAF_VALID_DAYS
 
     def __post_init__(self) -> None:
         # Lists are accepted and frozen into tuples.
@@ -361,6 +361,8 @@ def _node_config(layout: ConsortiumLayout, node: NodeLayout) -> NodeConfig:
         ca_cert_file=_relative(layout.ca_cert_file, node.folder),
         peers=tuple(Peer(other.node_id, other.name, other.address)
                     for other in layout.nodes if other.index != node.index),
+        auditor_ids=(layout.auditor.party_id,),
+        member_cert_ids=(layout.members.party_id,),
     )
 
 

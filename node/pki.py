@@ -49,6 +49,15 @@ MAX_COMMON_NAME_CHARS = 64                   # X.509 upper bound (RFC 5280 ub-co
 MAX_HOSTS = 16                               # DNS/IP SANs of one certificate
 MAX_HOST_CHARS = 253                         # a DNS name
 MAX_VALID_DAYS = 100 * 365
+# What ``nanum init`` issues (docs/ARCHITECTURE.md, "Who may call what": how to rotate).
+# Leaf certificates are short-lived so that a lost or stolen TLS key stops working within a
+# year even if nobody revokes it; the CA signs the renewals and lives longer.
+LEAF_VALID_DAYS = 365
+CA_VALID_DAYS = 10 * 365
+# The DNS name that tells one node's certificate from another's: every node certificate also
+# carries "<node party id hex>.node.nanum", and a node dials a peer expecting exactly that name
+# (gRPC's ``grpc.ssl_target_name_override``), so a TLS handshake with any other node fails.
+NODE_NAME_SUFFIX = "node.nanum"
 NOT_BEFORE_BACKDATE = timedelta(hours=1)     # tolerates clock skew between machines
 KEY_FILE_MODE = 0o600
 CERT_FILE_MODE = 0o644
@@ -88,6 +97,13 @@ class Identity:
     @property
     def uri(self) -> str:
         return f"{URI_SCHEME}://{self.role}/{self.party_id.hex()}"
+
+
+def node_host_name(party_id: bytes) -> str:
+    """The DNS name only node ``party_id``'s certificate carries (a node's peers check it)."""
+    if len(party_id) != PARTY_ID_BYTES:
+        raise PkiError(f"a party id has {PARTY_ID_BYTES} bytes, got {len(party_id)}")
+    return f"{party_id.hex()}.{NODE_NAME_SUFFIX}"
 
 
 def client_identity(role: str, name: str) -> Identity:
@@ -131,7 +147,8 @@ def issue_certificate(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certific
                       hosts: list[str], valid_days: int, now: datetime | None = None
                       ) -> x509.Certificate:
     """A leaf certificate for ``identity``'s TLS key. Nodes get serverAuth and clientAuth,
-    every other role clientAuth only. The end of validity never passes the CA's own."""
+    every other role clientAuth only; a node's certificate also names ``node_host_name`` of its
+    party id. The end of validity never passes the CA's own."""
     _check_ca_pair(ca_key, ca_cert)
     _check_tls_public_key(public_key)
     start, end = _validity(valid_days, now)
@@ -141,6 +158,7 @@ def issue_certificate(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certific
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if identity.role == "node":
         usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
+        hosts = [node_host_name(identity.party_id), *hosts]
     san = [x509.UniformResourceIdentifier(identity.uri)] + [_host_name(h) for h in _hosts(hosts)]
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return (

@@ -34,6 +34,7 @@ from ledger.tx import Tx
 from ledger.verify import check_store
 from node.admission import Admission, Answered, Throttled
 from node.batch import precheck_blocks
+from node.call_policy import CallPolicyInterceptor, ListedClients, NodeView
 from node.codec import BlocksResponse
 from node.config import NodeConfig
 from node.durability import STORAGE_ERRORS, StorageFailed, StorageGuard
@@ -145,7 +146,8 @@ class NodeRuntime:
 
         # No SO_REUSEPORT: a second process on our port must make this node fail to start,
         # never share the port (and its clients) silently.
-        self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)])
+        self._server = grpc.aio.server(options=options + [("grpc.so_reuseport", 0)],
+                                       interceptors=[self._call_policy()])   # who may call what
         add_ledger_service(LedgerService(self, now_ms=self.clock_ms), self._server)   # malformed -> MALFORMED
         consensus_pb2_grpc.add_ConsensusServicer_to_server(ConsensusService(self), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -208,6 +210,13 @@ class NodeRuntime:
         result = self.health.set("", status)
         if asyncio.iscoroutine(result):
             await result
+
+    def _call_policy(self) -> CallPolicyInterceptor:
+        listed = ListedClients(frozenset(bytes.fromhex(i) for i in self.config.auditor_ids),
+                               frozenset(bytes.fromhex(i) for i in self.config.member_cert_ids))
+        node = NodeView(party=self.ledger.party, is_leader=lambda: self.replica.is_leader,
+                        leader_address=self.leader_address, storage_failed=lambda: self.storage.failure is not None)
+        return CallPolicyInterceptor(node, listed)
 
     def _server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(

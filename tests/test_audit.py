@@ -600,7 +600,7 @@ def submit(client, tx, code: Code = Code.OK) -> None:
 def run_workload(cluster: LocalCluster) -> Workload:
     w = Workload(cluster)
     m1, m2, m3, m4 = w.members
-    with cluster.client("centre") as client:
+    with cluster.author_clients() as client:
         for member, centre in ((m1, w.a), (m2, w.a), (m3, w.b), (m4, w.b)):
             submit(client, w.tx(centre, RegisterMember(member.public_key)))
         d2 = w.deposit(w.a, m2, 30)
@@ -734,7 +734,7 @@ def test_checkpoints_and_consistency(cluster, live, tmp_path):
                                         code=3).output
     assert "OK" in nanum("audit", "consistency", "--client", live["auditor"], "--old", first).output
     w = live["workload"]
-    with cluster.client("centre") as client:
+    with cluster.author_clients() as client:
         submit(client, w.deposit(w.a, w.members[0], 7))
         submit(client, w.deposit(w.b, w.members[2], 8))
     live["height"] = certified_head(cluster)

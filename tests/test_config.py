@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from node.config import (
+    MAX_LISTED_CERTIFICATES,
     ConfigError,
     NodeConfig,
     Peer,
@@ -358,3 +359,44 @@ def test_bad_client_settings_are_named(folder, old, new, key):
     with pytest.raises(ConfigError) as caught:
         load_client_config(_write(folder, CLIENT_TOML.replace(old, new), "client.toml"), env={})
     assert caught.value.key == key
+
+
+# --- the certificates of callers that are no ledger party (node/call_policy.py) -------------
+
+
+def test_auditor_and_member_certificate_ids_load_from_file_and_environment(folder):
+    text = _with("auditor_ids", f'["{"AB" * 20}"]')
+    config = load_config(_write(folder, text), env={"NANUM_MEMBER_CERT_IDS": f"{PEER_A}, {PEER_B}"})
+    assert config.auditor_ids == ("ab" * 20,)
+    assert config.member_cert_ids == (PEER_A, PEER_B)
+    assert load_config(_write(folder, BASE_TOML), env={}).auditor_ids == ()      # none accepted
+
+
+def test_listed_certificate_ids_round_trip(folder, tmp_path_factory):
+    config = load_config(_write(folder, _with("member_cert_ids", f'["{PEER_A}"]')), env={})
+    copy = tmp_path_factory.mktemp("copy") / "node.toml"
+    write_config(copy, config)
+    assert load_config(copy, env={}, overrides={"genesis_file": str(folder / "genesis.block"),
+                                                 "node_key_file": str(folder / "node.key"),
+                                                 "tls_cert_file": str(folder / "tls.crt"),
+                                                 "tls_key_file": str(folder / "tls.key"),
+                                                 "ca_cert_file": str(folder / "ca.crt")}).member_cert_ids == (PEER_A,)
+
+
+@pytest.mark.parametrize("literal, message", [
+    (f'"{PEER_A}"', "must be a list"),
+    ('["abcd"]', "40 hex digits"),
+    (f'["{PEER_A}", "{PEER_A.upper()}"]', "repeated"),
+    ("[" + ", ".join(f'"{i:040x}"' for i in range(MAX_LISTED_CERTIFICATES + 1)) + "]", "at most 64"),
+    ("[7]", "must be a string"),
+])
+def test_bad_listed_certificate_ids_are_named(folder, literal, message):
+    for key in ("auditor_ids", "member_cert_ids"):
+        with pytest.raises(ConfigError, match=message) as caught:
+            load_config(_write(folder, _with(key, literal)), env={})
+        assert caught.value.key == key
+
+
+def test_exactly_the_limit_of_listed_ids_loads(folder):
+    literal = "[" + ", ".join(f'"{i:040x}"' for i in range(MAX_LISTED_CERTIFICATES)) + "]"
+    assert len(load_config(_write(folder, _with("auditor_ids", literal)), env={}).auditor_ids) == MAX_LISTED_CERTIFICATES

@@ -7,7 +7,7 @@ import re
 import stat
 import time
 from concurrent import futures
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import grpc
@@ -25,14 +25,20 @@ from node.consortium import (
     create_consortium,
     slugify,
 )
+from cryptography import x509
+
 from node.pki import (
+    CA_VALID_DAYS,
+    LEAF_VALID_DAYS,
     Identity,
     certificate_pem,
     create_ca,
     generate_tls_key,
     identity_from_pem,
     issue_certificate,
+    node_host_name,
     private_key_pem,
+    read_certificate,
     verify_issued_by,
 )
 
@@ -162,6 +168,34 @@ def test_certificates_carry_each_holders_identity(layout):
     assert layout.auditor.party_id != layout.members.party_id
 
 
+def test_certificates_last_the_named_periods(layout):
+    """Leaves for a year (finding: they lasted ten), the CA for ten; both from the genesis time."""
+    start = datetime.fromtimestamp(CREATED_MS / 1000, timezone.utc)
+    ca = read_certificate(layout.ca_cert_file)
+    assert ca.not_valid_after_utc - start < timedelta(days=CA_VALID_DAYS, seconds=1)
+    leaves = [n.tls_cert_file for n in layout.nodes]
+    leaves += [c.tls_cert_file for c in (*layout.centres, *layout.partners, layout.auditor, layout.members)]
+    for cert_file in leaves:
+        cert = read_certificate(cert_file)
+        assert timedelta(days=LEAF_VALID_DAYS - 1) < cert.not_valid_after_utc - start <= timedelta(days=LEAF_VALID_DAYS, seconds=1)
+    assert LEAF_VALID_DAYS == 365
+
+
+def test_node_configs_list_the_auditor_and_member_certificates(layout):
+    for node in layout.nodes:
+        config = load_config(node.config_file, env={})
+        assert config.auditor_ids == (layout.auditor.party_id,)
+        assert config.member_cert_ids == (layout.members.party_id,)
+
+
+def test_each_node_certificate_names_its_own_node(layout):
+    for node in layout.nodes:
+        san = read_certificate(node.tls_cert_file).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+        assert node_host_name(bytes.fromhex(node.node_id)) in names
+        assert [n for n in names if n.endswith(".node.nanum")] == [node_host_name(bytes.fromhex(node.node_id))]
+
+
 # --- the spec and the folder ----------------------------------------------------------------
 
 
@@ -240,6 +274,8 @@ def node_toml_without_ids(layout):
     text = layout.nodes[0].config_file.read_text()
     for node in layout.nodes:
         text = text.replace(node.node_id, f"<id of {node.name}>")
+    for client in (layout.auditor, layout.members):       # random ids of client-only certificates
+        text = text.replace(client.party_id, f"<id of {client.name}>")
     return text
 
 

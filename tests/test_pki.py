@@ -23,6 +23,7 @@ from node.pki import (
     identity_from_pem,
     issue_certificate,
     load_certificate,
+    node_host_name,
     private_key_pem,
     read_certificate,
     read_private_key,
@@ -85,7 +86,10 @@ def test_node_certificates_serve_and_connect_other_roles_only_connect(ca):
         ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     assert list(_ext(centre, x509.ExtendedKeyUsage)) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     san = _ext(node, x509.SubjectAlternativeName)
-    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    # Besides the shared host names, a node's own name: its peers dial expecting exactly it.
+    assert san.get_values_for_type(x509.DNSName) == [f"{PARTY.hex()}.node.nanum", "localhost"]
+    assert node_host_name(PARTY) == f"{PARTY.hex()}.node.nanum"
+    assert _ext(centre, x509.SubjectAlternativeName).get_values_for_type(x509.DNSName) == []
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert _ext(node, x509.BasicConstraints).ca is False
     aki = _ext(node, x509.AuthorityKeyIdentifier).key_identifier
