@@ -117,10 +117,10 @@ async def _refused(runtime: NodeRuntime, raw: bytes) -> BaseException:
     raise AssertionError(f"the submission was recorded with {outcome.code.name} at height {outcome.height}")
 
 
-def _strangers_governance(node: OneNode, break_last: bool = True):
-    """A governance admission signed by a stranger with 31 further strangers' approvals, the last
-    approval's signature broken: the shape of finding 1."""
-    author, approvers = SigningKey.generate(), [SigningKey.generate() for _ in range(31)]
+def _strangers_governance(node: OneNode, break_last: bool = True, author: SigningKey | None = None):
+    """A governance admission signed by a stranger (or ``author``) with 31 strangers' approvals,
+    the last approval's signature broken: the shape of finding 1."""
+    author, approvers = author or SigningKey.generate(), [SigningKey.generate() for _ in range(31)]
     tx = node.tx(author, Governance(GovernanceAction.ADMIT, Role.CENTRE, SigningKey.generate().public_key,
                                     "rogue centre", ""), approvers)
     if not break_last:
@@ -307,9 +307,11 @@ def test_a_batch_needing_more_signatures_than_a_call_may_have_is_refused_whole(t
 
 
 def test_a_batch_of_strangers_governance_copies_costs_no_signature(tmp_path, verifications):
-    """Finding 1's call: 256 copies of the 32-approval transaction in one SubmitBatch."""
+    """Finding 1's call: 256 copies of the 32-approval transaction in one SubmitBatch. Since the
+    call policy, a certificate submits only what its party wrote, so the rogue is a centre's
+    terminal sending governance it authored itself: not an admin, refused before any signature."""
     node = OneNode(tmp_path / "c", verifications)
-    raw = _strangers_governance(node)
+    raw = _strangers_governance(node, author=read_key_file(node.layout.centres[0].key_file))
 
     async def scenario(runtime):
         loop = asyncio.get_running_loop()
