@@ -31,7 +31,7 @@ from tests.chaos.proxies import LinkProxies
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 5
 STATUS_TIMEOUT_MS = 1_000
-TMPFS_MIN_BYTES = 4 * 1024 * 1024
+TMPFS_MIN_BYTES = 1024 * 1024
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -259,6 +259,20 @@ class ChaosCluster:
                 return client.status_of(self.layout.nodes[index].address, timeout_ms=STATUS_TIMEOUT_MS).nodes[0]
             except grpc.RpcError:
                 return None
+
+    def health(self, index: int) -> str:
+        """The node's gRPC health status name ("SERVING", "NOT_SERVING", ...), or "UNREACHABLE"."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with self.client("auditor") as client:
+            client.stub(self.layout.nodes[index].address)        # opens the channel
+            channel = client._channels[self.layout.nodes[index].address]
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
+                                                                   timeout=STATUS_TIMEOUT_MS / 1000)
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+            except grpc.RpcError:
+                return "UNREACHABLE"
 
     def leader(self) -> int | None:
         """A live, unpaused node that says it leads, or None."""

@@ -3,13 +3,16 @@
 Owns the fault kinds, their durations (all bounded), the order they come in (``random.Random``
 of the run's seed: the same seed gives the same schedule; which node is leader at a given
 moment still depends on timing), and undoing each fault before the next starts, so that when
-the nemesis stops the cluster is whole again. One fault at a time, with a quiet gap between.
+the nemesis stops the cluster is whole again. One fault at a time; after each, a bounded wait
+until every node has caught up (its time is reported; a node that does not is a finding), then
+a quiet gap.
 
 Kinds: ``kill_leader``, ``kill_follower`` (SIGKILL, restart); ``pause_leader``,
 ``pause_follower`` (SIGSTOP longer than the election timeout, then SIGCONT); ``crash_all``
 (SIGKILL every node, restart all); ``partition_leader``, ``partition_follower`` (every link of
 the node cut); ``one_way`` (links *into* the leader cut: it still sends, hears nothing);
-``blackhole`` (a node's links swallow bytes silently); ``flap`` (random links cut and healed
+``blackhole`` (a node's links hold every byte, silently); ``long_outage`` (a follower cut off
+10-15 s, longer than the leader keeps its log for at this load); ``flap`` (random links cut and healed
 every 0.1-0.5 s); ``delay`` (a node's links slowed by 50-400 ms); ``wipe`` (a follower's data
 folder emptied, restarted with ``--rejoin``, restarted as a voter once it has caught up);
 ``skew`` (a node restarted with its clock 2-30 s off, then set right); ``disk_full`` (a
@@ -33,14 +36,20 @@ ELECTION_TIMEOUT_S = 1.0            # 50 ms ticks x 10 to 20 election ticks (nod
 GAP_S = (0.5, 2.0)
 LONGEST_FAULT_S = 30                # a fault's own duration plus its recovery, at most
 CATCH_UP_TIMEOUT_S = 25
-DISK_HEADROOM_BYTES = 1 << 20
+DISK_HEADROOM_BYTES = 256 * 1024      # about 8 s of this workload's writes
+FROZEN_PROBE_S = 3.0
 SKEW_MS = (2_000, 30_000)
+
+RECOVERY_TIMEOUT_S = 20
+OUTAGE_S = (2.0, 4.0)               # a partition's length: shorter than the log's retention here
+LONG_OUTAGE_S = (10.0, 15.0)        # longer: the node must catch up from certified blocks
 
 ALL_KINDS = ("kill_leader", "kill_follower", "pause_leader", "pause_follower", "crash_all",
              "partition_leader", "partition_follower", "one_way", "blackhole", "flap", "delay",
-             "wipe", "skew", "disk_full")
-# Faults whose recovery main does not survive yet (issue 16, defects 3 and 4).
-KNOWN_BROKEN = ("wipe", "disk_full")
+             "skew", "long_outage", "wipe", "disk_full")
+# Faults whose recovery main does not survive yet (issue 16, defects 3 and 4): a node further
+# behind than the leader's log retention (LOG_RETENTION_ENTRIES) never catches up.
+KNOWN_BROKEN = ("long_outage", "wipe", "disk_full")
 
 
 @dataclass
@@ -69,6 +78,7 @@ class Nemesis:
     findings: list[Finding] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     error: BaseException | None = None
+    behind: set[int] = field(default_factory=set)     # nodes found not catching up
 
     def __post_init__(self) -> None:
         self.rng = random.Random(f"{self.seed}-nemesis")
@@ -84,6 +94,7 @@ class Nemesis:
                 self.log.append(entry)
                 getattr(self, kind)(entry)
                 entry.end = time.monotonic()
+                entry.detail += self._recovery(kind)
                 print(f"  fault {len(self.log):3d} {kind:<18} node {entry.target} {entry.detail}"
                       f" ({entry.end - entry.start:.1f} s)", flush=True)
                 time.sleep(self.rng.uniform(*GAP_S))
@@ -91,6 +102,31 @@ class Nemesis:
             self.error = exc
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _recovery(self, kind: str) -> str:
+        """Waits (bounded) until every live node has applied what the leader had when the fault
+        was undone, so lag does not pile up from fault to fault; a node that does not is a
+        finding, and is not waited for again."""
+        start = time.monotonic()
+        leader = self._leader()
+        status = self.cluster.status(leader)
+        if status is None:
+            return ", no leader to recover to"
+        target = status.applied_height
+        waiting = {i for i in range(self.cluster.nodes) if i not in self.behind}
+        while waiting and time.monotonic() - start < RECOVERY_TIMEOUT_S:
+            for i in list(waiting):
+                mine = self.cluster.status(i)
+                if mine is not None and mine.applied_height >= target:
+                    waiting.discard(i)
+            time.sleep(0.2)
+        for i in waiting:
+            mine = self.cluster.status(i)
+            self.behind.add(i)
+            self.findings.append(Finding(
+                f"did not catch up within {RECOVERY_TIMEOUT_S} s after {kind}", i,
+                f"leader at {target}, the node at {mine and mine.applied_height} (see its node.log)"))
+        return f", recovered in {time.monotonic() - start:.1f} s" + (f", node(s) {sorted(waiting)} behind" if waiting else "")
 
     def _leader(self) -> int:
         deadline = time.monotonic() + 10
@@ -168,7 +204,13 @@ class Nemesis:
     def _isolate(self, entry: Injected, index: int, mode: str) -> None:
         entry.target = index
         self.cluster.proxies.isolate(index, mode)
-        entry.detail = f"{mode} {self._hold(2.0, 6.0):.1f} s"
+        entry.detail = f"{mode} {self._hold(*OUTAGE_S):.1f} s"
+        self.cluster.proxies.heal_all()
+
+    def long_outage(self, entry: Injected) -> None:
+        index = entry.target = self._follower()
+        self.cluster.proxies.isolate(index, "cut")
+        entry.detail = f"cut {self._hold(*LONG_OUTAGE_S):.1f} s"
         self.cluster.proxies.heal_all()
 
     def one_way(self, entry: Injected) -> None:
@@ -176,7 +218,7 @@ class Nemesis:
         for other in range(self.cluster.nodes):
             if other != leader:
                 self.cluster.proxies.set_mode(other, leader, "cut")
-        entry.detail = f"inbound cut {self._hold(2.0, 6.0):.1f} s"
+        entry.detail = f"inbound cut {self._hold(*OUTAGE_S):.1f} s"
         self.cluster.proxies.heal_all()
 
     def flap(self, entry: Injected) -> None:
@@ -198,7 +240,7 @@ class Nemesis:
         for source, target in self.cluster.proxies.links:
             if index in (source, target):
                 self.cluster.proxies.set_mode(source, target, "pass", delay_ms)
-        entry.detail = f"{delay_ms} ms for {self._hold(2.0, 6.0):.1f} s"
+        entry.detail = f"{delay_ms} ms for {self._hold(*OUTAGE_S):.1f} s"
         self.cluster.proxies.heal_all()
 
     def wipe(self, entry: Injected) -> None:
@@ -212,6 +254,7 @@ class Nemesis:
             self.findings.append(Finding(
                 f"a wiped node did not catch up within {CATCH_UP_TIMEOUT_S} s", index,
                 f"its status: {status and (status.applied_height, status.certified_height)}"))
+            self.behind.add(index)
             entry.detail = "did not catch up; left running with --rejoin"
             return
         self.cluster.kill(index)
@@ -252,6 +295,27 @@ class Nemesis:
             return
         self._restart(index)
         held = self._hold(8.0, 15.0)
+        frozen = self._silently_frozen(index)
+        if frozen:
+            self.findings.append(Finding("a node on a full disk froze silently", index, frozen))
         self.cluster.leave_tmpfs(index)
         self._restart(index)
-        entry.detail = f"tmpfs for {held:.1f} s"
+        entry.detail = f"tmpfs for {held:.1f} s" + (" (froze silently)" if frozen else "")
+
+    def _silently_frozen(self, index: int) -> str:
+        """What is wrong if ``index`` still runs, says it is healthy, and applies nothing while
+        the leader goes on (issue 16, defect 4: it must refuse writes with a reason, or exit)."""
+        if not self.cluster.alive(index):
+            return ""
+        leader = self.cluster.leader()
+        before, leader_before = self.cluster.status(index), leader is not None and self.cluster.status(leader)
+        time.sleep(FROZEN_PROBE_S)
+        after, leader_after = self.cluster.status(index), leader is not None and self.cluster.status(leader)
+        if not (before and after and leader_before and leader_after):
+            return ""
+        stuck = after.applied_height == before.applied_height < leader_after.applied_height
+        moving = leader_after.applied_height > leader_before.applied_height
+        if stuck and moving and self.cluster.health(index) == "SERVING":
+            return (f"alive, health SERVING, at height {after.applied_height} for {FROZEN_PROBE_S:.0f} s while "
+                    f"the leader went from {leader_before.applied_height} to {leader_after.applied_height}")
+        return ""

@@ -5,8 +5,10 @@ of every connection through it, and the link's mode:
 
 * ``pass``  - bytes flow both ways;
 * ``cut``   - every open connection is closed and new ones are closed at once (a refused link);
-* ``drop``  - connections stay open but every byte is swallowed (a black hole: the sender sees
-              no error, only silence, as with a lost route);
+* ``drop``  - connections stay open but nothing gets through: bytes are held, not delivered (a
+              black-holed route: TCP neither delivers nor fails, the sender sees only silence;
+              what was held flows again on healing, as TCP's retransmissions would deliver it,
+              unless a side gave up on the connection meanwhile);
 * a delay (``delay_ms``) added before each chunk is forwarded, in both directions.
 
 TLS goes through untouched (the proxy never looks at the bytes), so the nodes' mutual TLS is
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 CHUNK_BYTES = 64 * 1024
 MAX_DELAY_MS = 5_000
+HOLD_POLL_S = 0.05
 START_TIMEOUT_S = 10
 
 
@@ -131,10 +134,10 @@ class LinkProxies:
                     break
                 if link.delay_ms:
                     await asyncio.sleep(link.delay_ms / 1000)
+                while link.mode == "drop":           # hold this chunk; read no more (bounded)
+                    await asyncio.sleep(HOLD_POLL_S)
                 if link.mode == "cut":
                     break
-                if link.mode == "drop":
-                    continue
                 writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, OSError):

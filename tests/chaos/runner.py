@@ -7,6 +7,7 @@ in a ``finally`` (by pid; see tests/chaos/cluster.py), whatever happened. A run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import grpc
 
+from node.config import load_client_config, write_client_config
 from node.wire import ledger_pb2
 from tests.chaos.checker import Chain, Finals, Report, check
 from tests.chaos.cluster import REPO_ROOT, ChaosCluster
@@ -31,6 +33,7 @@ CONVERGE_TIMEOUT_S = 90
 CONVERGED_POLLS = 3
 EXPORT_TIMEOUT_S = 180
 MAX_REQUESTS_PER_WRITER = 20_000
+WARMUP_S = 5.0
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Options:
     nodes: int = 3
     faults: tuple[str, ...] = ALL_KINDS
     races: bool = True                      # same-id races (issue 16, defect 1)
+    warmup: float = WARMUP_S                # load without faults first, so logs get compacted
     max_requests: int = MAX_REQUESTS_PER_WRITER
     folder: Path | None = None
     keep: bool = False
@@ -54,6 +58,8 @@ class Options:
             extra += " --no-races"
         if (self.writers, self.readers) != (4, 2):
             extra += f" --writers {self.writers} --readers {self.readers}"
+        if not extra:
+            return f"make chaos SEED={self.seed} SECONDS={self.seconds:g}"
         return f"python -m tests.chaos --seed {self.seed} --seconds {self.seconds:g}{extra}"
 
 
@@ -79,8 +85,7 @@ class Result:
         if self.ok:
             lines.append("  no violations")
         else:
-            lines.append(f"FAILED: replay with `{self.options.replay_command()}` "
-                         f"(or `make chaos SEED={self.options.seed} SECONDS={self.options.seconds:g}`)")
+            lines.append(f"FAILED: seed {self.options.seed}; replay with `{self.options.replay_command()}`")
             if self.folder:
                 lines.append(f"  the run's folder (node logs, history.jsonl, export) is kept at {self.folder}")
         return "\n".join(lines)
@@ -119,8 +124,10 @@ def _run(options: Options, cluster: ChaosCluster, history: History, nemesis: Nem
                for i in range(options.writers)]
     readers = [Reader(i, options.seed, cluster, history, stop) for i in range(options.readers)]
     fault_thread = threading.Thread(target=nemesis.run, args=(stop,), name="nemesis", daemon=True)
-    for thread in [*writers, *readers, fault_thread]:
+    for thread in [*writers, *readers]:
         thread.start()
+    time.sleep(options.warmup)
+    fault_thread.start()
     fault_thread.join(options.seconds + LONGEST_FAULT_S + 30)
     stop.set()
     fault_thread.join(LONGEST_FAULT_S)
@@ -140,7 +147,7 @@ def _run(options: Options, cluster: ChaosCluster, history: History, nemesis: Nem
                     checkpoints=checkpoints, verify_ok=False, verify_output="", unsettled=unsettled,
                     findings=[f"node {f.node}: {f.what}: {f.detail}" for f in nemesis.findings] + errors)
     export = folder / "export.nanum"
-    exported = _cli(cluster, "audit", "export", "--client", str(cluster.layout.auditor.config_file),
+    exported = _cli(cluster, "audit", "export", "--client", str(_auditor_config(cluster, checkpoints, folder)),
                     "--out", str(export), "--json")
     if exported.returncode != 0:
         finals.findings.append(f"nanum audit export failed: {exported.stdout}{exported.stderr}")
@@ -179,6 +186,17 @@ def _converge(cluster: ChaosCluster) -> dict[int, tuple | None]:
         same = same + 1 if agreed else 0
         time.sleep(0.5)
     return heads
+
+
+def _auditor_config(cluster: ChaosCluster, heads: dict[int, tuple | None], folder: Path) -> Path:
+    """The auditor's client.toml with the highest node first: `audit export` reads from the first
+    node, and one left behind is reported by the head check, not by a short export."""
+    top = max(heads, key=lambda i: heads[i][0] if heads[i] else -1)
+    config = load_client_config(cluster.layout.auditor.config_file, env={})
+    nodes = (config.nodes[top], *(a for i, a in enumerate(config.nodes) if i != top))
+    path = folder / "auditor-export.toml"
+    write_client_config(path, dataclasses.replace(config, nodes=nodes), overwrite=True)
+    return path
 
 
 def _checkpoint(cluster: ChaosCluster, index: int) -> tuple | None:
