@@ -176,7 +176,7 @@ class Nemesis:
     def _pause(self, entry: Injected, index: int) -> None:
         entry.target = index
         self.cluster.pause(index)
-        entry.detail = f"stopped {self._hold(1.5 * ELECTION_TIMEOUT_S, 4.5 * ELECTION_TIMEOUT_S):.1f} s"
+        entry.detail = f"stopped {self._hold(1.5 * ELECTION_TIMEOUT_S, 4.0 * ELECTION_TIMEOUT_S):.1f} s"
         self.cluster.resume(index)
 
     def crash_all(self, entry: Injected) -> None:

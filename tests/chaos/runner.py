@@ -141,7 +141,7 @@ def _run(options: Options, cluster: ChaosCluster, history: History, nemesis: Nem
     _heal(cluster)
     print("  faults over; settling unknown outcomes", flush=True)
     unsettled = resolve_unknown(cluster, history)
-    checkpoints = _converge(cluster)
+    checkpoints = _converge(cluster, set(nemesis.behind))
     finals = Finals(leader_balances=_balances(cluster, history, None),
                     node_balances={i: _balances(cluster, history, i) for i in range(cluster.nodes)},
                     checkpoints=checkpoints, verify_ok=False, verify_output="", unsettled=unsettled,
@@ -173,15 +173,18 @@ def _heal(cluster: ChaosCluster) -> None:
             cluster.start(i, rejoin=i in cluster.rejoining)
 
 
-def _converge(cluster: ChaosCluster) -> dict[int, tuple | None]:
+def _converge(cluster: ChaosCluster, behind: set[int]) -> dict[int, tuple | None]:
     """Waits (bounded) until every node reports the same certified head, applied to it, for a
-    few polls in a row; returns each node's checkpoint (None for one that does not answer)."""
+    few polls in a row; returns each node's checkpoint (None for one that does not answer).
+    Nodes the nemesis already found not catching up are not waited for (the head check still
+    compares them)."""
     deadline, same = time.monotonic() + CONVERGE_TIMEOUT_S, 0
     heads: dict[int, tuple | None] = {}
     while time.monotonic() < deadline and same < CONVERGED_POLLS:
         heads = {i: _checkpoint(cluster, i) for i in range(cluster.nodes)}
-        statuses = [cluster.status(i) for i in range(cluster.nodes)]
-        agreed = None not in heads.values() and len(set(heads.values())) == 1 and all(
+        waited = [i for i in range(cluster.nodes) if i not in behind]
+        statuses = [cluster.status(i) for i in waited]
+        agreed = None not in [heads[i] for i in waited] and len({heads[i] for i in waited}) == 1 and all(
             s is not None and s.applied_height == s.certified_height for s in statuses)
         same = same + 1 if agreed else 0
         time.sleep(0.5)
