@@ -217,8 +217,9 @@ def _refused(history: History, chain: Chain, report: Report) -> None:
 
 def _settled(history: History, chain: Chain, finals: Finals, report: Report) -> None:
     for s in finals.unsettled:
+        last = s.attempts[-1].status if s.attempts else "never sent"
         report.fail("settled after the faults", f"{_show(s)}: no definite answer after the resolution phase "
-                    f"(last: {s.attempts[-1].status})")
+                    f"(last: {last})")
     ours = {s.raw for s in history.submissions}
     for entry in chain.entries:
         if entry.raw not in ours and not isinstance(decode_tx(entry.raw).payload, RegisterMember):
@@ -252,7 +253,7 @@ def _reads(history: History, chain: Chain, report: Report) -> None:
         top = max(top, height)
         highest.append(top)
     # When each height's transactions were first submitted (latest of them), running max.
-    first_start = {s.raw: s.first_start for s in history.submissions}
+    first_start = {s.raw: s.first_start for s in history.submissions if s.attempts}
     newest_by_height: dict[int, float] = {}
     for entry in chain.entries:
         if entry.raw in first_start:

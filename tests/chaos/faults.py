@@ -34,7 +34,8 @@ from tests.chaos.cluster import ChaosCluster, ChaosClusterError
 
 ELECTION_TIMEOUT_S = 1.0            # 50 ms ticks x 10 to 20 election ticks (node.toml defaults)
 GAP_S = (0.5, 2.0)
-LONGEST_FAULT_S = 30                # a fault's own duration plus its recovery, at most
+# A fault's own duration, its restarts (30 s each at most), catch-up and recovery waits, at most.
+LONGEST_FAULT_S = 150
 CATCH_UP_TIMEOUT_S = 25
 DISK_HEADROOM_BYTES = 256 * 1024      # about 8 s of this workload's writes
 FROZEN_PROBE_S = 3.0
