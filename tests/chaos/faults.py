@@ -42,6 +42,7 @@ FROZEN_PROBE_S = 3.0
 SKEW_MS = (2_000, 30_000)
 
 RECOVERY_TIMEOUT_S = 20
+LEADER_TIMEOUT_S = 10
 OUTAGE_S = (2.0, 4.0)               # a partition's length: shorter than the log's retention here
 LONG_OUTAGE_S = (10.0, 15.0)        # longer: the node must catch up from certified blocks
 
@@ -110,8 +111,9 @@ class Nemesis:
         finding, and is not waited for again."""
         start = time.monotonic()
         leader = self._leader()
-        status = self.cluster.status(leader)
-        if status is None:
+        status = leader is not None and self.cluster.status(leader)
+        if not status:
+            self.findings.append(Finding(f"no leader within {LEADER_TIMEOUT_S} s after {kind} was undone"))
             return ", no leader to recover to"
         target = status.applied_height
         waiting = {i for i in range(self.cluster.nodes) if i not in self.behind}
@@ -129,18 +131,27 @@ class Nemesis:
                 f"leader at {target}, the node at {mine and mine.applied_height} (see its node.log)"))
         return f", recovered in {time.monotonic() - start:.1f} s" + (f", node(s) {sorted(waiting)} behind" if waiting else "")
 
-    def _leader(self) -> int:
-        deadline = time.monotonic() + 10
+    def _leader(self) -> int | None:
+        """The leader, waiting for one (bounded); None if there is none."""
+        deadline = time.monotonic() + LEADER_TIMEOUT_S
         while time.monotonic() < deadline:
             leader = self.cluster.leader()
             if leader is not None:
                 return leader
             time.sleep(0.1)
-        return self.rng.randrange(self.cluster.nodes)       # none now: any node will do
+        return None
+
+    def _leader_or_any(self) -> int:
+        """A fault aimed at the leader hits the lowest live node when there is none (without
+        drawing from the seeded generator, so the schedule stays the seed's)."""
+        leader = self._leader()
+        return leader if leader is not None else min(
+            (i for i in range(self.cluster.nodes) if self.cluster.alive(i)), default=0)
 
     def _follower(self) -> int:
         leader = self.cluster.leader()
-        return self.rng.choice([i for i in range(self.cluster.nodes) if i != leader])
+        # Always n - 1 candidates, so the draw (and the rest of the schedule) is the seed's.
+        return self.rng.choice([i for i in range(self.cluster.nodes) if i != leader][:self.cluster.nodes - 1])
 
     def _hold(self, low: float, high: float) -> float:
         duration = self.rng.uniform(low, high)
@@ -157,7 +168,7 @@ class Nemesis:
     # --- the faults --------------------------------------------------------------------------
 
     def kill_leader(self, entry: Injected) -> None:
-        self._kill(entry, self._leader())
+        self._kill(entry, self._leader_or_any())
 
     def kill_follower(self, entry: Injected) -> None:
         self._kill(entry, self._follower())
@@ -169,7 +180,7 @@ class Nemesis:
         self._restart(index)
 
     def pause_leader(self, entry: Injected) -> None:
-        self._pause(entry, self._leader())
+        self._pause(entry, self._leader_or_any())
 
     def pause_follower(self, entry: Injected) -> None:
         self._pause(entry, self._follower())
@@ -194,7 +205,7 @@ class Nemesis:
                 raise
 
     def partition_leader(self, entry: Injected) -> None:
-        self._isolate(entry, self._leader(), "cut")
+        self._isolate(entry, self._leader_or_any(), "cut")
 
     def partition_follower(self, entry: Injected) -> None:
         self._isolate(entry, self._follower(), "cut")
@@ -215,7 +226,7 @@ class Nemesis:
         self.cluster.proxies.heal_all()
 
     def one_way(self, entry: Injected) -> None:
-        leader = entry.target = self._leader()
+        leader = entry.target = self._leader_or_any()
         for other in range(self.cluster.nodes):
             if other != leader:
                 self.cluster.proxies.set_mode(other, leader, "cut")
