@@ -123,6 +123,7 @@ def check(history: History, chain: Chain, finals: Finals) -> Report:
         acknowledged=sum(1 for s in history.submissions if _final(s) and _final(s).kind == "ok"),
         refused=sum(1 for s in history.submissions if _final(s) and _final(s).kind == "refused"),
         resubmissions=sum(max(0, len(s.attempts) - 1) for s in history.submissions),
+        duplicates=sum(1 for s in history.submissions for a in s.attempts if a.duplicate),
         reads=sum(1 for r in history.reads if r.ok), failed_reads=sum(1 for r in history.reads if not r.ok),
         blocks=chain.last_height, entries=len(chain.entries))
     return report

@@ -37,7 +37,8 @@ from ledger.tx import Deposit, DepositKind, RegisterMember, make_tx
 from node.client import ClientError
 
 RESUBMITS = 3                   # attempts of the same bytes before a writer moves on
-WRITER_TIMEOUT_MS = 8_000       # one client call (it tries several nodes within it)
+WRITER_TIMEOUT_MS = 4_000       # one client call (it tries several nodes within it): shorter than
+                                # a pause plus an election, so writers see unknown outcomes too
 READER_TIMEOUT_MS = 5_000
 READ_PAUSE_S = (0.02, 0.1)
 WRITE_PAUSE_S = (0.02, 0.08)     # keeps the load moderate (2 cores shared) and the log's growth near 40 entries/s
