@@ -11,6 +11,7 @@ import dataclasses
 import pytest
 
 from ledger.codes import Code
+from ledger.tx import decode_tx
 from tests.chaos.checker import Chain, Entry, Finals, check
 from tests.chaos.workload import Answer, History, Read, Submission
 from tests.consortium import TestConsortium
@@ -109,3 +110,12 @@ def test_a_block_time_far_from_the_clocks_is_caught(world):
     raw = history.submissions[0].raw
     chain.by_raw[raw] = [dataclasses.replace(chain.by_raw[raw][0], time_ms=BLOCK_TIME_MS + 60_000)]
     assert set(check(history, chain, finals).violations) == {"block time within the bound"}
+
+
+def test_a_later_exists_re_entry_is_allowed_but_not_an_earlier_one(world):
+    tc, history, chain, finals = world
+    deposit = decode_tx(history.submissions[0].raw)
+    _entry(chain, deposit, 1, 5, Code.EXISTS)          # resubmitted into a second batch: no effect
+    assert check(history, chain, finals).ok
+    chain.by_raw[deposit.raw].insert(0, Entry(1, 2, int(Code.EXISTS), BLOCK_TIME_MS, deposit.tx_id, deposit.raw))
+    assert "acknowledged exactly once" in check(history, chain, finals).violations

@@ -4,7 +4,8 @@ Owns reading the export (every entry's bytes, code, height, leaf and block time)
 each as a list of human-readable violations:
 
 1. every acknowledged transaction (answered OK) is in the chain exactly once, with the
-   acknowledged code, height and leaf, and its id has no other OK entry;
+   acknowledged code, height and leaf, and its id has no other OK entry (the same bytes entered
+   again *later* with code EXISTS, which changes nothing, are allowed: FORMAT.md §6);
 2. every answer about the same bytes is the same answer (code, height, leaf);
 3. each kind of submission got the answer it must (workload.EXPECTED; a race: one OK, one 19);
 4. nothing refused is applied: refused bytes are never in the chain with code OK; a recorded
@@ -143,10 +144,10 @@ def _acknowledged(history: History, chain: Chain, report: Report) -> None:
         for answer in s.attempts:
             if answer.kind != "ok":
                 continue
-            found = chain.by_raw.get(s.raw, [])
+            found = _effective(chain, s.raw)
             if len(found) != 1:
                 report.fail("acknowledged exactly once", f"{_show(s)} answered OK at height {answer.height} "
-                            f"is in the chain {len(found)} times")
+                            f"is in the chain {len(found)} times (besides EXISTS re-entries)")
                 break
             entry = found[0]
             if (entry.code, entry.height, entry.leaf) != (answer.code, answer.height, answer.leaf):
@@ -157,6 +158,17 @@ def _acknowledged(history: History, chain: Chain, report: Report) -> None:
     for tx_id, entries in chain.by_id.items():
         if sum(1 for e in entries if e.code == Code.OK) > 1:
             report.fail("one OK entry per id", f"tx {tx_id.hex()} has {len(entries)} OK entries")
+
+
+def _effective(chain: Chain, raw: bytes) -> list[Entry]:
+    """The entries of ``raw`` that had an effect or took its id. The same bytes may be entered
+    again later, with code EXISTS and no effect (FORMAT.md §6: a resubmission that reached a
+    second batch before the first was applied); such an entry before the first is wrong."""
+    entries = chain.by_raw.get(raw, [])
+    effective = [e for e in entries if e.code != Code.EXISTS]
+    if effective and any(e.code == Code.EXISTS and e.leaf < effective[0].leaf for e in entries):
+        return entries                  # counted as they are: the check then fails
+    return effective
 
 
 def _answers(history: History, chain: Chain, report: Report) -> None:
@@ -211,7 +223,7 @@ def _refused(history: History, chain: Chain, report: Report) -> None:
                 report.fail("recorded refusal", f"{_show(s)} answered {_name(final.code)} naming height "
                             f"{final.height}; the chain has the id at {[(e.height, _name(e.code)) for e in originals]}"
                             f" and these bytes at {[(e.height, _name(e.code)) for e in found]}")
-        elif final.height and [(e.height, e.code) for e in found] != [(final.height, final.code)]:
+        elif final.height and [(e.height, e.code) for e in _effective(chain, s.raw)] != [(final.height, final.code)]:
             report.fail("recorded refusal", f"{_show(s)} answered {_name(final.code)} at height {final.height}; "
                         f"the chain has {[(e.height, _name(e.code)) for e in found]}")
 
