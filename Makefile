@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-audit sim proto clean
+.PHONY: demo test bench bench-audit sim chaos proto clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ START ?= 0
 JOBS ?= 2
 sim: $(STAMP)
 	$(BIN)/python -m tests.sim --both --seeds $(SEEDS) --start $(START) --jobs $(JOBS)
+
+# The real-process nemesis (docs/SIMULATION.md, "Real-process nemesis"): bounded, stops by itself,
+# prints the seed and the replay command on a violation. FAULTS: comma-separated kinds (default all).
+SEED ?= 1
+SECONDS ?= 180
+FAULTS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --seed $(SEED) --seconds $(SECONDS) $(if $(FAULTS),--faults $(FAULTS))
 
 # The generated code lives in node/wire/ and is committed; tests/test_wire.py fails if it drifts.
 proto: $(STAMP)
