@@ -187,7 +187,7 @@ def _answers(history: History, chain: Chain, report: Report) -> None:
         if s.kind == "race":
             races.setdefault(frozenset((s.number, s.partner)), []).append(s)
         elif code != EXPECTED[s.kind]:
-            report.fail("expected answer", f"{_show(s)} answered {_name(code)}, expected {EXPECTED[s.kind].name}")
+            report.fail("expected answer", f"{_show(s)} answered {_name(code)}, expected {_name(EXPECTED[s.kind])}")
     for pair in races.values():
         if len(pair) == 2:
             codes = sorted(_final(s).code for s in pair)
@@ -198,6 +198,8 @@ def _answers(history: History, chain: Chain, report: Report) -> None:
 
 
 def _name(code: int | None) -> str:
+    if code is None:
+        return "no ledger code (a transport or call-policy answer)"
     try:
         return Code(code).name
     except (ValueError, TypeError):
@@ -213,6 +215,11 @@ def _refused(history: History, chain: Chain, report: Report) -> None:
         if any(e.code == Code.OK for e in found):
             report.fail("nothing refused is applied", f"{_show(s)} answered {_name(final.code)} but the chain "
                         f"has it with code OK at height {found[0].height}")
+        elif final.code is None and found:
+            report.fail("nothing refused is applied", f"{_show(s)} refused by the call policy is in block "
+                        f"{found[0].height}")
+        elif final.code is None:
+            continue
         elif Code(final.code).static and found:
             report.fail("nothing refused is applied", f"{_show(s)} statically refused ({_name(final.code)}) "
                         f"is in block {found[0].height}")

@@ -51,9 +51,6 @@ ALL_KINDS = ("kill_leader", "kill_follower", "pause_leader", "pause_follower", "
              "skew", "long_outage", "wipe", "disk_full")
 # Faults whose recovery main does not survive yet (issue 16, defects 3 and 4): a node further
 # behind than the leader's log retention (LOG_RETENTION_ENTRIES) never catches up.
-KNOWN_BROKEN = ("long_outage", "wipe", "disk_full")
-
-
 @dataclass
 class Injected:
     kind: str

@@ -13,7 +13,8 @@ kind must get:
 
 * ``deposit``        - 1 to 5 points to a registered member                      -> OK
 * ``unknown_member`` - a deposit to a member nobody registered (recorded refusal) -> UNKNOWN_MEMBER
-* ``unauthorised``   - a deposit signed by a key with no role (recorded refusal)  -> NOT_AUTHORISED
+* ``unauthorised``   - a deposit signed by a key with no role, sent over the centre's certificate
+                       -> refused by the call policy (PERMISSION_DENIED, no ledger code, never recorded)
 * ``wrong_chain``    - signed for another chain id (static refusal, never in a block) -> WRONG_CHAIN
 * ``conflict``       - a new transaction reusing an acknowledged deposit's id     -> EXISTS_WITH_DIFFERENT_FIELDS
 * ``race``           - two different transactions with one new id, sent at once   -> one OK, the other 19
@@ -47,7 +48,7 @@ MEMBERS = 6
 
 # kind -> weight in the writers' mix; "race" only when asked for (issue 16, defect 1)
 KINDS = {"deposit": 80, "unknown_member": 5, "unauthorised": 4, "wrong_chain": 4, "conflict": 5, "race": 2}
-EXPECTED = {"deposit": Code.OK, "unknown_member": Code.UNKNOWN_MEMBER, "unauthorised": Code.NOT_AUTHORISED,
+EXPECTED = {"deposit": Code.OK, "unknown_member": Code.UNKNOWN_MEMBER, "unauthorised": None,
             "wrong_chain": Code.WRONG_CHAIN, "conflict": Code.EXISTS_WITH_DIFFERENT_FIELDS}
 
 
@@ -125,8 +126,10 @@ def attempt(client, submission: Submission, phase: str = "faults") -> Answer:
         answer = Answer(start, time.monotonic(), "ok", response.code, response.height, response.leaf_index,
                         response.duplicate, phase=phase)
     except ClientError as exc:
-        definite = exc.status in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT) \
-            and exc.code is not None
+        # A ledger code with FAILED_PRECONDITION / INVALID_ARGUMENT, or the call policy's refusal
+        # (PERMISSION_DENIED: a certificate submits only what its party wrote), is final.
+        definite = (exc.status in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
+                    and exc.code is not None) or exc.status is grpc.StatusCode.PERMISSION_DENIED
         answer = Answer(start, time.monotonic(), "refused" if definite else "unknown",
                         None if exc.code is None else int(exc.code), exc.height, status=f"{exc.status.name}: {exc}",
                         phase=phase)
