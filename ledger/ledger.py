@@ -196,20 +196,16 @@ class Ledger:
         answer a resubmission without checking its signatures (no inclusion proof)."""
         _check_size(tx_id, TX_ID_BYTES, "a transaction id")
         with self.store.reader() as r:
-            record = r.tx_record(tx_id)
-            if record is None:
-                return None
-            block = r.decoded_block(record.height)
-        return record, decode_entry(block.entries[record.index])[0]
+            found = _recorded_entry(r, tx_id)
+        return None if found is None else (found[0], decode_entry(found[1])[0])
 
     def tx(self, tx_id: bytes) -> TxView | None:
         _check_size(tx_id, TX_ID_BYTES, "a transaction id")
         with self.store.reader() as r:
-            record = r.tx_record(tx_id)
-            if record is None:
+            found = _recorded_entry(r, tx_id)
+            if found is None:
                 return None
-            block = r.decoded_block(record.height)
-            entry = block.entries[record.index]
+            record, entry = found
             size = self.head.header.tree_size
             proof = merkle.inclusion_proof(record.leaf_index, size, r.merkle_node)
         return TxView(decode_tx(decode(entry)[0]), record, entry, proof, size, self.head.header.tree_root)
@@ -260,3 +256,11 @@ class Ledger:
 
     def block(self, height: int) -> bytes | None:
         return self.store.block(height)
+
+
+def _recorded_entry(reader, tx_id: bytes) -> tuple[TxRecord, bytes] | None:
+    """The record of ``tx_id`` and its block entry's bytes, read in ``reader``'s transaction."""
+    record = reader.tx_record(tx_id)
+    if record is None:
+        return None
+    return record, reader.decoded_block(record.height).entries[record.index]
