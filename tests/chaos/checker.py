@@ -225,7 +225,9 @@ def _refused(history: History, chain: Chain, report: Report) -> None:
                         f"is in block {found[0].height}")
         elif final.code == Code.EXISTS_WITH_DIFFERENT_FIELDS:
             # Refused at admission or recorded with code 19; the answer's height is the original's.
-            originals = [e for e in chain.by_id.get(s.tx_id, []) if e.raw != s.raw and e.code != final.code]
+            # The original's own later re-entries (code EXISTS, FORMAT.md §6) are not other originals.
+            originals = [e for e in chain.by_id.get(s.tx_id, [])
+                         if e.raw != s.raw and e.code not in (final.code, Code.EXISTS)]
             if [e.height for e in originals] != [final.height] or any(e.code != final.code for e in found):
                 report.fail("recorded refusal", f"{_show(s)} answered {_name(final.code)} naming height "
                             f"{final.height}; the chain has the id at {[(e.height, _name(e.code)) for e in originals]}"
